@@ -1,0 +1,1 @@
+"""The ``probgen`` command line (installed as the ``probgen.cli`` package)."""

@@ -1,0 +1,219 @@
+"""``probgen evaluate`` and ``probgen compare``: metrics of runs or of sample files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .common import (
+    data_key_option,
+    device_option,
+    labels_option,
+    load_run_model,
+    run_dataset,
+    save_samples_png,
+    seed_option,
+    trust_option,
+)
+
+
+def _metric_list(text: str | None):
+    return [m.strip() for m in text.split(",") if m.strip()] if text else None
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(results: dict) -> str:
+    width = max((len(k) for k in results), default=6)
+    return "\n".join(f"{k:<{width}}  {_format(v)}" for k, v in results.items())
+
+
+def _load_samples(path: str, data_key: str | None):
+    from probgen.data.datasets import _as_examples
+    from probgen.data.files import read_npy, read_npz
+    from probgen.errors import DataError
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"samples file {p} does not exist")
+    if p.suffix.lower() == ".npy":
+        array = read_npy(p)
+    elif p.suffix.lower() == ".npz":
+        array, _ = read_npz(p, data_key or ("x" if "x" in _npz_keys(p) else None), None)
+    else:
+        raise DataError(f"{p}: samples must be a .npy or .npz file")
+    x, _ = _as_examples(array, str(p))
+    return x
+
+
+def _npz_keys(p):
+    import numpy as np
+
+    with np.load(p, allow_pickle=False) as f:
+        return list(f.keys())
+
+
+option_metrics = click.option(
+    "-m", "--metrics", default=None, help="Comma-separated metrics [default: all that apply]."
+)
+option_n = click.option(
+    "-n",
+    "--num",
+    "n",
+    type=int,
+    default=None,
+    help="Samples to draw [default: the held-out set's size].",
+)
+option_feature = click.option(
+    "--feature",
+    default="digits",
+    show_default=True,
+    help="Image features: digits, pixels, inception:PATH, module:callable.",
+)
+
+
+@click.command()
+@click.argument("run", required=False)
+@click.option("-d", "--data", default=None, help="Reference data [default: the run's].")
+@option_metrics
+@option_n
+@click.option(
+    "--samples",
+    "samples_file",
+    default=None,
+    help="Score this .npy/.npz of samples instead of a run (needs -d).",
+)
+@click.option("--sampler", default=None, help="Sampler to draw with.")
+@click.option("--steps", type=int, default=None, help="Sampler steps.")
+@click.option(
+    "--particles",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Importance samples for the NLL estimate of latent models.",
+)
+@option_feature
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@data_key_option
+@labels_option
+@seed_option
+@device_option
+@trust_option
+def evaluate(
+    run,
+    data,
+    metrics,
+    n,
+    samples_file,
+    sampler,
+    steps,
+    particles,
+    feature,
+    as_json,
+    data_key,
+    labels,
+    seed,
+    device,
+    trust_code,
+):
+    """Score the model in RUN (writes RUN/metrics.json), or a file of --samples against -d DATA."""
+    from probgen.data import load_dataset
+    from probgen.errors import ConfigError
+
+    names = _metric_list(metrics)
+    if samples_file is not None:
+        if data is None:
+            raise ConfigError("--samples needs -d DATA to compare against")
+        from probgen.evaluation import LIKELIHOOD_METRICS
+        from probgen.metrics.suite import evaluate_samples
+
+        if names and any(m in LIKELIHOOD_METRICS for m in names):
+            raise ConfigError("likelihood metrics need a run, not a file of samples")
+        dataset = load_dataset(data, data_key=data_key, labels=labels)
+        samples = _load_samples(samples_file, None)
+        if samples.shape[1:] != dataset.test.shape[1:]:
+            raise ConfigError(
+                f"samples have shape {samples.shape[1:]} but {data} has {dataset.test.shape[1:]}"
+            )
+        results = {"n_samples": len(samples), "n_reference": len(dataset.test)}
+        results.update(
+            evaluate_samples(
+                samples,
+                dataset.test,
+                kind=dataset.kind,
+                metrics=names,
+                feature=feature,
+                mixture=dataset.mixture,
+                seed=seed,
+                value_range=(0.0, float(dataset.levels - 1)) if dataset.levels else None,
+            )
+        )
+    else:
+        if run is None:
+            raise ConfigError("give a RUN directory, or --samples FILE -d DATA")
+        from probgen.evaluation import evaluate_model
+        from probgen.runs import Run
+
+        model = load_run_model(run, device, trust_code)
+        dataset = run_dataset(run, data, data_key, labels)
+        if dataset.event_shape != tuple(model.data_info.event_shape):
+            raise ConfigError(
+                f"{data} has examples of shape {dataset.event_shape}; the model in {run} "
+                f"expects {tuple(model.data_info.event_shape)}"
+            )
+        results, _ = evaluate_model(
+            model, dataset, names, n, sampler, steps, feature, particles, seed
+        )
+        Run(run).write_metrics(results)
+    click.echo(json.dumps(results, indent=2) if as_json else _table(results))
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("-d", "--data", default=None, help="Reference data [default: each run's].")
+@option_metrics
+@option_n
+@option_feature
+@click.option(
+    "-o", "--out", default="compare", show_default=True, help="Folder for one sample grid per run."
+)
+@seed_option
+@device_option
+@trust_option
+def compare(runs, data, metrics, n, feature, out, seed, device, trust_code):
+    """Evaluate several RUNS and print one markdown table; write a sample figure per run."""
+    from probgen.evaluation import evaluate_model
+
+    names = _metric_list(metrics)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for run in runs:
+        model = load_run_model(run, device, trust_code)
+        dataset = run_dataset(run, data)
+        results, samples = evaluate_model(model, dataset, names, n, feature=feature, seed=seed)
+        figure = out_dir / f"{Path(run).name}.png"
+        if samples.ndim == 4 or samples.shape[1] == 2:
+            save_samples_png(
+                figure,
+                samples[:64] if samples.ndim == 4 else samples,
+                model,
+                dataset.test if samples.ndim == 2 else None,
+            )
+        rows.append((run, results))
+    columns = []
+    for _, results in rows:
+        columns.extend(k for k in results if k not in columns)
+    lines = ["| run | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for run, results in rows:
+        lines.append(
+            f"| {run} | " + " | ".join(_format(results.get(c, "")) for c in columns) + " |"
+        )
+    click.echo("\n".join(lines))
+    click.echo(f"\nsample figures in {out_dir}/")

@@ -1,0 +1,184 @@
+"""``probgen encode``, ``decode`` and ``interpolate``: through a model's latent space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .common import (
+    check_output,
+    data_key_option,
+    device_option,
+    labels_option,
+    load_run_model,
+    run_dataset,
+    save_array,
+    trust_option,
+)
+
+
+def _require(model, method: str, run: str):
+    from probgen.errors import ConfigError
+
+    if not model.supports(method):
+        raise ConfigError(
+            f"the {type(model).__name__} model in {run} has no latent space ({method})"
+        )
+
+
+def _labels_tensor(model, labels):
+    import torch
+
+    if labels is None or not getattr(model.config, "conditional", False):
+        return None
+    return torch.as_tensor(labels).to(model.device)
+
+
+@click.command()
+@click.argument("run")
+@click.option("-d", "--data", required=True, help="Data to encode (name or path).")
+@click.option("-o", "--out", required=True, help="Output .npz of latent codes.")
+@click.option(
+    "--split",
+    type=click.Choice(["test", "train", "all"]),
+    default="all",
+    show_default=True,
+    help="Which part of a dataset to encode.",
+)
+@data_key_option
+@labels_option
+@device_option
+@trust_option
+def encode(run, data, out, split, data_key, labels, device, trust_code):
+    """Write the latent codes of DATA under the model in RUN to an .npz (codes, labels)."""
+    import torch
+
+    from probgen.errors import ConfigError
+
+    out_path = check_output(out, (".npz",))
+    model = load_run_model(run, device, trust_code)
+    _require(model, "encode", run)
+    dataset = run_dataset(run, data, data_key, labels)
+    if dataset.event_shape != tuple(model.data_info.event_shape):
+        raise ConfigError(
+            f"{data} has shape {dataset.event_shape}; {run} expects "
+            f"{tuple(model.data_info.event_shape)}"
+        )
+    parts = {
+        "train": [(dataset.train, dataset.train_labels)],
+        "test": [(dataset.test, dataset.test_labels)],
+    }
+    parts["all"] = parts["train"] + parts["test"]
+    xs = np.concatenate([x for x, _ in parts[split]])
+    ys = None
+    if all(y is not None for _, y in parts[split]):
+        ys = np.concatenate([y for _, y in parts[split]])
+    with torch.no_grad():
+        x = model.preprocessor.forward(torch.as_tensor(xs).to(model.device))
+        y = _labels_tensor(model, ys)
+        codes = torch.cat(
+            [
+                model.encode(x[i : i + 256], None if y is None else y[i : i + 256])
+                for i in range(0, len(x), 256)
+            ]
+        )
+    save_array(out_path, codes.cpu().numpy(), ys)
+    click.echo(f"wrote {len(codes)} codes of shape {tuple(codes.shape[1:])} to {out_path}")
+
+
+@click.command()
+@click.argument("run")
+@click.argument("codes")
+@click.option("-o", "--out", required=True, help="Output .npy/.npz (or .png) of decoded data.")
+@device_option
+@trust_option
+def decode(run, codes, out, device, trust_code):
+    """Decode the latent CODES (.npz from `probgen encode`) back to data units."""
+    import torch
+
+    from probgen.data.files import read_npz
+    from probgen.errors import DataError
+
+    from .common import save_samples_png
+
+    out_path = check_output(out, (".npy", ".npz", ".png"))
+    model = load_run_model(run, device, trust_code)
+    _require(model, "decode", run)
+    if not Path(codes).exists():
+        raise DataError(f"codes file {codes} does not exist")
+    z, ys = read_npz(Path(codes), "x", None)
+    with np.load(codes, allow_pickle=False) as f:
+        ys = f["y"] if "y" in f else None
+    with torch.no_grad():
+        zt = torch.as_tensor(z, dtype=torch.get_default_dtype()).to(model.device)
+        y = _labels_tensor(model, ys)
+        try:
+            x = model.preprocessor.inverse(model.decode(zt, y)).cpu().numpy()
+        except (RuntimeError, ValueError) as exc:
+            raise DataError(f"{codes}: these codes do not fit the model in {run} ({exc})") from None
+    if out_path.suffix.lower() == ".png":
+        save_samples_png(out_path, x, model)
+    else:
+        save_array(out_path, x, ys)
+    click.echo(f"wrote {len(x)} decoded examples {tuple(x.shape[1:])} to {out_path}")
+
+
+@click.command()
+@click.argument("run")
+@click.option("--a", "index_a", type=int, required=True, help="Index of the first example.")
+@click.option("--b", "index_b", type=int, required=True, help="Index of the second example.")
+@click.option(
+    "-k", "--num", "k", type=int, default=10, show_default=True, help="Points on the path."
+)
+@click.option(
+    "--path",
+    "path_kind",
+    type=click.Choice(["linear", "spherical"]),
+    default="spherical",
+    show_default=True,
+)
+@click.option("-o", "--out", required=True, help="Output .png (or .npy).")
+@click.option("-d", "--data", default=None, help="Data the indices refer to [default: the run's].")
+@device_option
+@trust_option
+def interpolate(run, index_a, index_b, k, path_kind, out, data, device, trust_code):
+    """Decode K points on a path in latent space between held-out examples A and B."""
+    import torch
+
+    from probgen import plots
+    from probgen.errors import ConfigError
+    from probgen.latent import PATHS
+
+    from .common import save_samples_png
+
+    out_path = check_output(out, (".png", ".npy"))
+    if k < 2:
+        raise ConfigError("-k must be at least 2")
+    model = load_run_model(run, device, trust_code)
+    _require(model, "encode", run)
+    dataset = run_dataset(run, data)
+    n = len(dataset.test)
+    for name, i in (("--a", index_a), ("--b", index_b)):
+        if not 0 <= i < n:
+            raise ConfigError(f"{name} {i} is out of range: the held-out set has {n} examples")
+    v = torch.as_tensor(dataset.test[[index_a, index_b]]).to(model.device)
+    labels = dataset.test_labels
+    y = None
+    if labels is not None and getattr(model.config, "conditional", False):
+        y = torch.as_tensor(labels[[index_a, index_a]]).to(model.device)
+    with torch.no_grad():
+        z = model.encode(model.preprocessor.forward(v), y)
+        path = PATHS[path_kind](z[0], z[1], k)
+        yk = None if y is None else y[:1].expand(k)
+        x = model.preprocessor.inverse(model.decode(path, yk)).cpu().numpy()
+    if out_path.suffix.lower() == ".npy":
+        save_array(out_path, x)
+    elif x.ndim == 4:
+        save_samples_png(out_path, x, model)
+    elif x.ndim == 2 and x.shape[1] == 2:
+        plots.path_plot(x, dataset.test, out_path)
+    else:
+        raise ConfigError("PNG output needs images or 2-D data; write .npy instead")
+    click.echo(f"wrote a {path_kind} path of {k} points to {out_path}")

@@ -1,0 +1,22 @@
+"""The ``probgen`` command: fit, sample, evaluate, compare, inspect and walk latent spaces."""
+
+from __future__ import annotations
+
+import click
+
+from .errors import ProbgenGroup
+from .evaluate import compare, evaluate
+from .fit import fit
+from .latent import decode, encode, interpolate
+from .listing import list_all
+from .sample import sample
+
+
+@click.group(cls=ProbgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="probgen")
+def main():
+    """probgen: deep generative models as Pyro programs."""
+
+
+for command in (list_all, fit, sample, evaluate, compare, encode, decode, interpolate):
+    main.add_command(command)

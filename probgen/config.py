@@ -1,0 +1,141 @@
+"""Hyperparameters from ``-c config.json`` and ``--set key=value``, validated against a dataclass.
+
+Every model's ``Config`` is a dataclass; its field annotations are the schema. Unknown keys and
+values of the wrong type are :class:`~probgen.errors.ConfigError` with the valid choices listed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+
+from probgen.errors import ConfigError
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _coerce(value, annotation, key: str):
+    """``value`` (a string from ``--set`` or a JSON value) converted to ``annotation``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            text = value.strip().strip("()[]")
+            items = [s.strip() for s in text.split(",") if s.strip()]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            items = [value]
+        item_type = args[0] if args else str
+        return origin(_coerce(v, item_type, key) for v in items)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(f"{key} expects true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} expects an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} expects an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ConfigError(f"{key} expects an integer, got {value!r}")
+        return int(as_float)
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} expects a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} expects a number, got {value!r}") from None
+    if annotation is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{key} expects a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported option type {annotation!r}")
+
+
+def parse_set_options(pairs: Iterable[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; a pair without ``=`` is an error."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The JSON object in ``path`` (one clear error if missing or not a JSON object)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    return data
+
+
+def build_config(config_cls: type, *sources: dict):
+    """An instance of ``config_cls`` with the keys of ``sources`` applied in order.
+
+    Values may be strings (from ``--set``) or JSON values; each is checked and converted to
+    the field's annotated type. Choices a field lists in ``metadata["choices"]`` are enforced.
+    """
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    values = {}
+    for source in sources:
+        for key, value in source.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"unknown option {key!r} for {config_cls.__qualname__}; "
+                    f"valid options: {', '.join(sorted(fields))}"
+                )
+            coerced = _coerce(value, hints[key], key)
+            choices = fields[key].metadata.get("choices")
+            if choices is not None and coerced not in choices:
+                raise ConfigError(
+                    f"{key} must be one of {', '.join(map(str, choices))}, got {coerced!r}"
+                )
+            values[key] = coerced
+    try:
+        config = config_cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid options: {exc}") from None
+    return config
+
+
+def config_to_dict(config) -> dict:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def choice(default, choices: Iterable):
+    """A dataclass field with a default and a fixed set of valid values."""
+    return dataclasses.field(default=default, metadata={"choices": tuple(choices)})

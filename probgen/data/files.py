@@ -1,0 +1,184 @@
+"""Readers for the files users bring: ``.npy``, ``.npz``, ``.csv``, MNIST IDX and image folders.
+
+Each reader returns ``(array, labels_or_None)`` with examples along axis 0, or raises
+:class:`~probgen.errors.DataError` with one line saying what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from probgen.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+_IDX_TYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def is_idx(path: Path) -> bool:
+    """MNIST's naming: ``...-idx3-ubyte``, ``....idx1-ubyte``, ``.idx``, optionally ``.gz``."""
+    name = path.name.lower().removesuffix(".gz")
+    return "idx" in name and (name.endswith("ubyte") or name.endswith(".idx"))
+
+
+def read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{path}: not a numeric .npy array ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+
+
+def read_npz(path: Path, key: str | None, labels_key: str | None):
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: cannot read .npz ({exc})") from None
+    with archive:
+        keys = list(archive.keys())
+        if not keys:
+            raise DataError(f"{path}: the .npz holds no arrays")
+        if key is None:
+            candidates = [k for k in keys if k not in ("y", "labels")]
+            if len(candidates) != 1:
+                raise DataError(
+                    f"{path} holds several arrays ({', '.join(keys)}); choose one with --data-key"
+                )
+            key = candidates[0]
+        if key not in keys:
+            raise DataError(f"{path} has no array {key!r}; it holds: {', '.join(keys)}")
+        labels = None
+        if labels_key is not None:
+            if labels_key not in keys:
+                raise DataError(
+                    f"{path} has no labels array {labels_key!r}; it holds: {', '.join(keys)}"
+                )
+            labels = archive[labels_key]
+        return archive[key], labels
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_csv(path: Path, labels_column: str | None):
+    """Numeric CSV; a first row with any non-numeric cell is a header."""
+    try:
+        with open(path, newline="") as f:
+            rows = [row for row in csv.reader(f) if row and any(c.strip() for c in row)]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read as CSV ({exc})") from None
+    if not rows:
+        raise DataError(f"{path} has no rows")
+    header = None
+    if not all(_is_number(c) for c in rows[0]):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    if not rows:
+        raise DataError(f"{path} has a header but no data rows")
+    width = len(header) if header else len(rows[0])
+    first_line = 2 if header else 1
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise DataError(
+                f"{path}: line {i + first_line} has {len(row)} values, "
+                f"expected {width} (ragged rows)"
+            )
+    label_index = None
+    if labels_column is not None:
+        if header and labels_column in header:
+            label_index = header.index(labels_column)
+        elif labels_column.lstrip("-").isdigit() and -width <= int(labels_column) < width:
+            label_index = int(labels_column) % width
+        else:
+            raise DataError(f"{path} has no column {labels_column!r}")
+    labels = None
+    if label_index is not None:
+        labels = np.array([row[label_index].strip() for row in rows])
+        rows = [row[:label_index] + row[label_index + 1 :] for row in rows]
+    values = np.empty((len(rows), len(rows[0])), dtype=np.float64)
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            try:
+                values[i, j] = float(cell)
+            except ValueError:
+                raise DataError(
+                    f"{path}: line {i + first_line}, column {j + 1}: {cell.strip()!r} "
+                    "is not a number"
+                ) from None
+    return values, labels
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX array (LeCun's MNIST format), plain or gzip-compressed."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read IDX file ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
+    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{path}: IDX header promises shape {shape} ({expected} bytes) "
+            f"but the file holds {len(raw) - header}"
+        )
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
+
+
+def read_image_folder(path: Path):
+    """Every PNG/JPEG under ``path``; images in sub-folders are labelled by sub-folder name."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{path}: no .png/.jpg/.jpeg images in this folder")
+    images, modes = [], set()
+    for file in files:
+        try:
+            with Image.open(file) as im:
+                im.load()
+                modes.add("L" if im.mode in ("L", "1", "I;16", "I", "F", "LA") else "RGB")
+                images.append((file, im.copy()))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{file}: cannot read image ({exc})") from None
+    mode = "L" if modes == {"L"} else "RGB"
+    first_file, first = images[0]
+    arrays = []
+    for file, im in images:
+        if im.size != first.size:
+            raise DataError(
+                f"mixed image sizes: {first_file.name} is {first.size[0]}x{first.size[1]} "
+                f"but {file.relative_to(path)} is {im.size[0]}x{im.size[1]}"
+            )
+        a = np.asarray(im.convert(mode), dtype=np.float32)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    parents = [f.parent.relative_to(path).as_posix() for f, _ in images]
+    labels = np.array(parents) if any(p != "." for p in parents) else None
+    return np.stack(arrays), labels

@@ -1,0 +1,32 @@
+"""Exponential moving average of a network's weights (Polyak averaging)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class EMA(nn.Module):
+    """A frozen copy of ``module`` whose weights track ``w_ema <- d w_ema + (1 - d) w``.
+
+    Held as a submodule of the model, so the averaged weights are saved and loaded with the
+    run; sample with ``ema.module`` rather than the raw network.
+    """
+
+    def __init__(self, module: nn.Module, decay: float = 0.999):
+        super().__init__()
+        self.decay = float(decay)
+        self.module = copy.deepcopy(module)
+        self.module.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        for ema_p, p in zip(self.module.parameters(), module.parameters()):
+            ema_p.lerp_(p.detach(), 1.0 - self.decay)
+        for ema_b, b in zip(self.module.buffers(), module.buffers()):
+            ema_b.copy_(b)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)

@@ -1,0 +1,343 @@
+"""The one fit loop: every family trains here through the model contract.
+
+:func:`fit` goes from a model name and a dataset to a trained model in a run directory;
+:func:`train` is the loop itself for a model and data already built. The loop knows no family
+by name: it asks the model for its optimisers and calls ``model.train_step`` on batches.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from probgen.config import build_config, parse_set_options, read_config_file
+from probgen.data.datasets import Dataset, fit_preprocessor, load_dataset
+from probgen.errors import ConfigError, ProbgenError, RunError, TrainingDiverged
+from probgen.models.base import Batch, DataInfo, GenerativeModel
+from probgen.models.registry import resolve_model
+from probgen.runs import Run, TrainState, config_payload
+
+
+class TrainingInterrupted(ProbgenError):
+    """Training stopped on Ctrl-C after saving a checkpoint."""
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when present; asking for an absent CUDA device is an error."""
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), NumPy and Python's ``random`` through Pyro."""
+    pyro.set_rng_seed(seed)
+
+
+class BatchStream:
+    """Shuffled minibatches in model space, drawn without replacement epoch by epoch.
+
+    Data stay on the device; the permutation comes from a dedicated generator so the order is
+    reproducible and resumable. Dequantisation noise (when the preprocessor has it) is drawn
+    per batch, so each epoch sees fresh noise.
+    """
+
+    def __init__(self, x, y, preprocessor, batch_size: int, device: torch.device, seed: int):
+        x = torch.as_tensor(x).to(device)
+        self.noisy = getattr(preprocessor, "dequantize", False)
+        self.preprocessor = preprocessor
+        self.x = x if self.noisy else preprocessor.forward(x)
+        self.y = torch.as_tensor(y).to(device) if y is not None else None
+        self.n = len(self.x)
+        self.batch_size = min(batch_size, self.n)
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self._perm = torch.empty(0, dtype=torch.long)
+        self._pos = 0
+        self.epochs_done = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, self.n // self.batch_size)
+
+    def next(self) -> Batch:
+        if self._pos + self.batch_size > len(self._perm):
+            if len(self._perm):
+                self.epochs_done += 1
+            self._perm = torch.randperm(self.n, generator=self.generator).to(self.x.device)
+            self._pos = 0
+        idx = self._perm[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        x = self.x[idx]
+        if self.noisy:
+            x = self.preprocessor.forward(x, train=True)
+        return Batch(x, self.y[idx] if self.y is not None else None)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The shuffling state, saved with checkpoints so a resumed run continues exactly."""
+        return {
+            "batches.generator": self.generator.get_state(),
+            "batches.perm": self._perm.cpu(),
+            "batches.position": torch.tensor(self._pos),
+            "batches.epochs": torch.tensor(self.epochs_done),
+        }
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "batches.generator" in tensors:
+            self.generator.set_state(tensors["batches.generator"])
+            self._perm = tensors["batches.perm"].to(self.x.device)
+            self._pos = int(tensors["batches.position"])
+            self.epochs_done = int(tensors["batches.epochs"])
+
+    def all_model_space(self) -> torch.Tensor:
+        """The whole set in model space (dequantised at the bin centres)."""
+        return self.preprocessor.forward(self.x) if self.noisy else self.x
+
+
+@dataclass
+class LoopOptions:
+    """How long and how loudly to train."""
+
+    steps: int
+    checkpoint_every: int = 1000
+    quiet: bool = False
+    log_every: int = 1
+
+
+def _scalar(value) -> float:
+    return float(value.item() if torch.is_tensor(value) else value)
+
+
+def train(
+    model: GenerativeModel,
+    stream: BatchStream,
+    optimizers: list[torch.optim.Optimizer],
+    options: LoopOptions,
+    state: TrainState,
+    history: list[dict],
+    run: Run | None = None,
+) -> list[dict]:
+    """Run ``model.train_step`` until ``options.steps``; checkpoint, guard and log on the way.
+
+    A non-finite loss stops training with :class:`TrainingDiverged` and leaves the last good
+    checkpoint on disk; Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`.
+    """
+    model.train()
+    start_wall = time.perf_counter() - (history[-1]["wall_time"] if history else 0.0)
+    bar = tqdm(
+        total=options.steps,
+        initial=state.step,
+        disable=options.quiet,
+        file=sys.stderr,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
+    last_saved = state.step
+
+    def checkpoint():
+        nonlocal last_saved
+        if run is not None:
+            state.epoch = stream.epochs_done
+            run.save_checkpoint(model, optimizers, state, history, stream.state_tensors())
+            last_saved = state.step
+
+    try:
+        while state.step < options.steps:
+            batch = stream.next()
+            logs = model.train_step(batch, optimizers, state.step)
+            loss = _scalar(logs["loss"])
+            if not math.isfinite(loss):
+                where = f"; the last good checkpoint (step {last_saved}) is kept in {run.path}"
+                raise TrainingDiverged(
+                    f"loss became {loss} at step {state.step + 1}; training stopped"
+                    + (where if run is not None else "")
+                )
+            state.step += 1
+            if state.step % options.log_every == 0 or state.step == options.steps:
+                row = {
+                    "step": state.step,
+                    "epoch": stream.epochs_done,
+                    "wall_time": round(time.perf_counter() - start_wall, 4),
+                }
+                row.update({k: _scalar(v) for k, v in logs.items()})
+                history.append(row)
+            bar.update(1)
+            if state.step % 25 == 0 or state.step == options.steps:
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            if options.checkpoint_every and state.step % options.checkpoint_every == 0:
+                checkpoint()
+    except TrainingDiverged as exc:
+        if run is not None and "checkpoint" not in str(exc):
+            raise TrainingDiverged(
+                f"{exc}; the last good checkpoint (step {last_saved}) is kept in {run.path}"
+            ) from None
+        raise
+    except KeyboardInterrupt:
+        checkpoint()
+        where = f"; checkpoint saved in {run.path} (continue with --resume)" if run else ""
+        raise TrainingInterrupted(f"interrupted at step {state.step}{where}") from None
+    finally:
+        bar.close()
+    state.epoch = stream.epochs_done
+    return history
+
+
+def build_model(
+    model_spec: str, dataset: Dataset, config_sources: tuple[dict, ...] = (), seed: int = 0
+) -> GenerativeModel:
+    """A fresh model for ``dataset``: its config validated, its preprocessor fitted."""
+    cls = resolve_model(model_spec)
+    config = build_config(cls.Config, *config_sources)
+    preprocessor = fit_preprocessor(dataset, cls.image_range, cls.dequantize)
+    data_info = DataInfo(
+        event_shape=dataset.event_shape,
+        kind=dataset.kind,
+        num_classes=dataset.num_classes,
+        value_range=tuple(cls.image_range) if dataset.kind == "image" else None,
+        levels=dataset.levels,
+    )
+    seed_everything(seed)
+    try:
+        model = cls(config, data_info)
+    except ValueError as exc:
+        raise ConfigError(f"{model_spec}: {exc}") from None
+    model.preprocessor = preprocessor
+    return model
+
+
+def fit(
+    model: str,
+    data: str | Dataset,
+    out: str | Path | None = None,
+    *,
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str = "auto",
+    quiet: bool = False,
+    options: dict | list[str] | None = None,
+    config_file: str | Path | None = None,
+    data_key: str | None = None,
+    labels: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    checkpoint_every: int = 1000,
+) -> GenerativeModel:
+    """Fit ``model`` (a registered name, ``file.py:Class`` or ``module:Class``) to ``data``.
+
+    Args:
+        model: which model.
+        data: a dataset name or path (see :func:`probgen.data.load_dataset`), or a Dataset.
+        out: the run directory to write; ``None`` keeps everything in memory.
+        steps / epochs: the training budget (default: the model's ``default_steps``).
+        options: hyperparameters as a dict or ``["key=value", ...]``; ``config_file`` a JSON
+            file of them (applied first).
+        resume: continue the run in ``out`` from its last checkpoint (model, optimiser and RNG
+            state); ``steps`` is then the total to reach.
+        overwrite: replace an existing run in ``out`` instead of refusing.
+
+    Returns:
+        The trained model, in eval mode, on ``device``.
+    """
+    dev = resolve_device(device)
+    if steps is not None and epochs is not None:
+        raise ConfigError("give --steps or --epochs, not both")
+    for name, value in (("steps", steps), ("epochs", epochs), ("batch-size", batch_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {value}")
+    if not lr > 0:
+        raise ConfigError(f"--lr must be positive, got {lr}")
+    run = Run(out) if out is not None else None
+    if isinstance(options, (list, tuple)):
+        options = parse_set_options(options)
+    sources = tuple(
+        s for s in (read_config_file(config_file) if config_file else None, options) if s
+    )
+
+    if resume:
+        if run is None or not run.exists():
+            raise RunError(f"--resume: no run to resume in {out}")
+        if sources:
+            raise ConfigError("--resume continues a run with its stored options; drop -c/--set")
+        stored = run.read_config()
+        if stored["model"] != model:
+            raise ConfigError(f"--resume: {out} holds a {stored['model']!r} run, not {model!r}")
+        state, meta = run.read_train_state()
+        dataset = _reload_dataset(stored["data"])
+        net = run.build_model(trust_code=True)
+        run.load_weights(net)
+        net.to(dev)
+        seed = stored["seed"]
+        batch_size = state.batch_size
+        optimizers = net.configure_optimizers(state.lr)
+        stream = BatchStream(
+            dataset.train, dataset.train_labels, net.preprocessor, batch_size, dev, seed
+        )
+        stream.load_state_tensors(run.load_optimizers(optimizers, meta))
+        history = run.read_history()
+        target = _target_steps(steps, epochs, stream, state.target_steps or net.default_steps)
+    else:
+        if run is not None and run.path.exists() and any(run.path.iterdir()) and not overwrite:
+            raise RunError(
+                f"{run.path} is not empty; choose another -o, --resume it, or --overwrite"
+            )
+        dataset = data if isinstance(data, Dataset) else _load(data, data_key, labels, seed)
+        net = build_model(model, dataset, sources, seed).to(dev)
+        optimizers = net.configure_optimizers(lr)
+        stream = BatchStream(
+            dataset.train, dataset.train_labels, net.preprocessor, batch_size, dev, seed
+        )
+        target = _target_steps(steps, epochs, stream, net.default_steps)
+        state = TrainState(0, 0, target, stream.batch_size, lr)
+        history = []
+        if run is not None:
+            run.write_config(config_payload(model, net, dataset.spec, seed))
+            run.save_checkpoint(net, optimizers, state, history, stream.state_tensors())
+
+    state.target_steps = target
+    loop = LoopOptions(steps=target, checkpoint_every=checkpoint_every, quiet=quiet)
+    train(net, stream, optimizers, loop, state, history, run)
+    net.eval()
+    # forked so a later --resume continues from the RNG state training ended with
+    with torch.no_grad(), torch.random.fork_rng(devices=[] if dev.type == "cpu" else [dev]):
+        net.on_fit_end(stream.all_model_space(), stream.y)
+    if run is not None:
+        run.save_checkpoint(net, optimizers, state, history, stream.state_tensors())
+    return net
+
+
+def _target_steps(steps, epochs, stream: BatchStream, default: int) -> int:
+    if steps is not None:
+        return steps
+    if epochs is not None:
+        return epochs * stream.steps_per_epoch
+    return default
+
+
+def _load(data: str, data_key, labels, seed) -> Dataset:
+    return load_dataset(data, data_key=data_key, labels=labels, seed=seed)
+
+
+def _reload_dataset(spec: dict) -> Dataset:
+    """The dataset a run was fitted on, from the spec stored in its ``config.json``."""
+    return load_dataset(
+        spec["source"],
+        data_key=spec.get("data_key"),
+        labels=spec.get("labels"),
+        seed=spec.get("seed", 0),
+    )

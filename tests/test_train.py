@@ -1,0 +1,135 @@
+import math
+
+import pytest
+import torch
+
+from probgen.errors import ConfigError, RunError, TrainingDiverged
+from probgen.runs import Run, load_model
+from probgen.train import TrainingInterrupted, fit
+from tests.models.test_registry import USER_MODEL
+
+TINY_VAE = {"hidden": "16", "latent_dim": "2", "aggregate_components": "2"}
+
+
+@pytest.fixture
+def user_model(tmp_path):
+    path = tmp_path / "user_model.py"
+    path.write_text(
+        USER_MODEL
+        + """
+
+class ExplodesAt5(Gaussian):
+    def loss(self, batch):
+        loss = super().loss(batch)
+        return loss * float("nan") if self.steps_taken == 5 else loss
+
+    def train_step(self, batch, optimizers, step):
+        self.steps_taken = step
+        return super().train_step(batch, optimizers, step)
+
+
+class InterruptedAt5(Gaussian):
+    def train_step(self, batch, optimizers, step):
+        if step == 5 and not getattr(self, "resumed", False):
+            raise KeyboardInterrupt
+        return super().train_step(batch, optimizers, step)
+"""
+    )
+    return path
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_fit_writes_a_run_that_loads_identically(tmp_path):
+    model = fit(
+        "vae", "moons", tmp_path / "run", steps=20, batch_size=64, quiet=True, options=TINY_VAE
+    )
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "history.csv",
+        "train_state.json",
+    ):
+        assert (tmp_path / "run" / name).exists()
+    loaded = load_model(tmp_path / "run")
+    assert_same_state(state(model), state(loaded))
+    history = Run(tmp_path / "run").read_history()
+    assert [row["step"] for row in history] == list(range(1, 21))
+    assert all(math.isfinite(row["loss"]) for row in history)
+
+
+def test_same_seed_same_result():
+    a = fit("vae", "moons", None, steps=15, batch_size=32, seed=7, quiet=True, options=TINY_VAE)
+    b = fit("vae", "moons", None, steps=15, batch_size=32, seed=7, quiet=True, options=TINY_VAE)
+    c = fit("vae", "moons", None, steps=15, batch_size=32, seed=8, quiet=True, options=TINY_VAE)
+    assert_same_state(state(a), state(b))
+    assert not torch.equal(a.encoder_head.weight, c.encoder_head.weight)
+
+
+def test_resume_continues_exactly(tmp_path):
+    whole = fit("vae", "moons", None, steps=30, batch_size=4096, quiet=True, options=TINY_VAE)
+    fit("vae", "moons", tmp_path / "r", steps=12, batch_size=4096, quiet=True, options=TINY_VAE)
+    resumed = fit("vae", "moons", tmp_path / "r", steps=30, quiet=True, resume=True)
+    assert_same_state(state(whole), state(resumed))
+    assert len(Run(tmp_path / "r").read_history()) == 30
+
+
+def test_epochs_budget(tmp_path):
+    fit("vae", "moons", tmp_path / "r", epochs=2, batch_size=5000, quiet=True, options=TINY_VAE)
+    history = Run(tmp_path / "r").read_history()
+    assert len(history) == 4 and history[-1]["epoch"] == 1
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, user_model):
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 6.*step 4\) is kept"):
+        fit(f"{user_model}:ExplodesAt5", "moons", run, steps=20, quiet=True, checkpoint_every=2)
+    loaded = load_model(run, trust_code=True)
+    assert all(torch.isfinite(p).all() for p in loaded.parameters())
+    state_json = Run(run).read_train_state()[0]
+    assert state_json.step == 4
+
+
+def test_ctrl_c_saves_and_resume_finishes(tmp_path, user_model):
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 5; checkpoint saved"):
+        fit(f"{user_model}:InterruptedAt5", "moons", run, steps=10, quiet=True)
+    assert Run(run).read_train_state()[0].step == 5
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    run = tmp_path / "run"
+    fit("vae", "moons", run, steps=2, quiet=True, options=TINY_VAE)
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(RunError, match="not empty; choose another -o, --resume it, or --overwrite"):
+        fit("vae", "moons", run, steps=2, quiet=True, options=TINY_VAE)
+    assert (run / "model.safetensors").read_bytes() == before
+    fit("vae", "moons", run, steps=2, quiet=True, options=TINY_VAE, overwrite=True, seed=3)
+    assert (run / "model.safetensors").read_bytes() != before
+
+
+def test_bad_budget_and_device():
+    with pytest.raises(ConfigError, match="not both"):
+        fit("vae", "moons", steps=2, epochs=2)
+    with pytest.raises(ConfigError, match="--steps must be at least 1"):
+        fit("vae", "moons", steps=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            fit("vae", "moons", steps=1, device="cuda")
+
+
+def test_resume_refuses_new_options(tmp_path):
+    fit("vae", "moons", tmp_path / "r", steps=2, quiet=True, options=TINY_VAE)
+    with pytest.raises(ConfigError, match="drop -c/--set"):
+        fit("vae", "moons", tmp_path / "r", steps=4, resume=True, options={"beta": 2})
+    with pytest.raises(RunError, match="no run to resume"):
+        fit("vae", "moons", tmp_path / "missing", resume=True)
