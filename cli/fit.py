@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import click
 
@@ -14,6 +17,29 @@ def _default_out(model: str, data: str) -> str:
 
     name = lambda s: re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(s.split(":")[-1]).stem)  # noqa: E731
     return f"runs/{name(model)}-{name(data)}"
+
+
+def _launch(nproc: int) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes; returns its exit status."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "probgen",
+        *args,
+    ]
+    return subprocess.call(command)
 
 
 @click.command()
@@ -40,6 +66,13 @@ def _default_out(model: str, data: str) -> str:
 @data_key_option
 @labels_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--nproc",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Train with N processes (torchrun and DDP; gloo on CPUs, NCCL on GPUs).",
+)
 def fit(
     model,
     data,
@@ -58,12 +91,16 @@ def fit(
     data_key,
     labels,
     quiet,
+    nproc,
 ):
     """Fit MODEL (a name from `probgen list`, file.py:Class or module:Class) to DATA."""
+    from probgen.distributed import launched_by_torchrun
     from probgen.train import fit as fit_model
 
     out = out or _default_out(model, data)
-    net = fit_model(
+    if nproc > 1 and not launched_by_torchrun():
+        sys.exit(_launch(nproc))
+    fit_model(
         model,
         data,
         out,
@@ -84,6 +121,8 @@ def fit(
     )
     from probgen.runs import Run
 
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     history = Run(out).read_history()
     last = history[-1] if history else {}
     click.echo(
@@ -91,4 +130,3 @@ def fit(
         f"loss {last.get('loss', float('nan')):.4g}, {last.get('wall_time', 0):.1f} s; "
         f"run saved in {out}"
     )
-    del net

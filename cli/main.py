@@ -7,6 +7,7 @@ import click
 from .errors import ProbgenGroup
 from .evaluate import compare, evaluate
 from .fit import fit
+from .inspect import inspect_run
 from .latent import decode, encode, interpolate
 from .listing import list_all
 from .sample import sample
@@ -18,5 +19,5 @@ def main():
     """probgen: deep generative models as Pyro programs."""
 
 
-for command in (list_all, fit, sample, evaluate, compare, encode, decode, interpolate):
+for command in (list_all, fit, sample, evaluate, compare, encode, decode, interpolate, inspect_run):
     main.add_command(command)

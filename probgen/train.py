@@ -15,10 +15,19 @@ from pathlib import Path
 
 import pyro
 import torch
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from probgen.config import build_config, parse_set_options, read_config_file
 from probgen.data.datasets import Dataset, fit_preprocessor, load_dataset
+from probgen.distributed import (
+    ProcessGroup,
+    all_reduce_mean,
+    barrier,
+    init_process_group,
+    shutdown,
+    wrap_loss,
+)
 from probgen.errors import ConfigError, ProbgenError, RunError, TrainingDiverged
 from probgen.models.base import Batch, DataInfo, GenerativeModel
 from probgen.models.registry import resolve_model
@@ -50,35 +59,63 @@ def seed_everything(seed: int) -> None:
 class BatchStream:
     """Shuffled minibatches in model space, drawn without replacement epoch by epoch.
 
-    Data stay on the device; the permutation comes from a dedicated generator so the order is
-    reproducible and resumable. Dequantisation noise (when the preprocessor has it) is drawn
-    per batch, so each epoch sees fresh noise.
+    Indices come from a :class:`~torch.utils.data.DistributedSampler` (one replica when
+    training alone): a permutation seeded by ``seed + epoch``, so the order is reproducible,
+    resumable from (epoch, position), and the same global batches are seen whatever the
+    number of processes. Every example is seen once per epoch; the last batch holds the
+    remainder. Dequantisation noise (when the preprocessor has it) is drawn per batch.
     """
 
-    def __init__(self, x, y, preprocessor, batch_size: int, device: torch.device, seed: int):
+    def __init__(
+        self,
+        x,
+        y,
+        preprocessor,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+        group: ProcessGroup | None = None,
+    ):
+        group = group or ProcessGroup()
         x = torch.as_tensor(x).to(device)
         self.noisy = getattr(preprocessor, "dequantize", False)
         self.preprocessor = preprocessor
         self.x = x if self.noisy else preprocessor.forward(x)
         self.y = torch.as_tensor(y).to(device) if y is not None else None
         self.n = len(self.x)
-        self.batch_size = min(batch_size, self.n)
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
-        self._perm = torch.empty(0, dtype=torch.long)
+        self.global_batch_size = min(batch_size, self.n)
+        if self.global_batch_size % group.world_size:
+            raise ConfigError(
+                f"--batch-size {self.global_batch_size} must divide evenly among "
+                f"{group.world_size} processes"
+            )
+        self.batch_size = self.global_batch_size // group.world_size
+        self.sampler = DistributedSampler(
+            range(self.n),
+            num_replicas=group.world_size,
+            rank=group.rank,
+            shuffle=True,
+            seed=seed,
+        )
+        self._indices = torch.empty(0, dtype=torch.long)
         self._pos = 0
         self.epochs_done = 0
 
     @property
     def steps_per_epoch(self) -> int:
-        return max(1, self.n // self.batch_size)
+        return -(-len(self.sampler) // self.batch_size)
+
+    def _start_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self._indices = torch.tensor(list(self.sampler), device=self.x.device)
 
     def next(self) -> Batch:
-        if self._pos + self.batch_size > len(self._perm):
-            if len(self._perm):
+        if self._pos >= len(self._indices):
+            if len(self._indices):
                 self.epochs_done += 1
-            self._perm = torch.randperm(self.n, generator=self.generator).to(self.x.device)
+            self._start_epoch(self.epochs_done)
             self._pos = 0
-        idx = self._perm[self._pos : self._pos + self.batch_size]
+        idx = self._indices[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         x = self.x[idx]
         if self.noisy:
@@ -86,20 +123,20 @@ class BatchStream:
         return Batch(x, self.y[idx] if self.y is not None else None)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """The shuffling state, saved with checkpoints so a resumed run continues exactly."""
+        """Where the stream stands, saved with checkpoints so a resumed run continues exactly."""
+        started = len(self._indices) > 0
         return {
-            "batches.generator": self.generator.get_state(),
-            "batches.perm": self._perm.cpu(),
-            "batches.position": torch.tensor(self._pos),
-            "batches.epochs": torch.tensor(self.epochs_done),
+            "batches.epoch": torch.tensor(self.epochs_done),
+            "batches.position": torch.tensor(self._pos if started else -1),
         }
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        if "batches.generator" in tensors:
-            self.generator.set_state(tensors["batches.generator"])
-            self._perm = tensors["batches.perm"].to(self.x.device)
-            self._pos = int(tensors["batches.position"])
-            self.epochs_done = int(tensors["batches.epochs"])
+        if "batches.epoch" in tensors:
+            self.epochs_done = int(tensors["batches.epoch"])
+            position = int(tensors["batches.position"])
+            if position >= 0:
+                self._start_epoch(self.epochs_done)
+                self._pos = position
 
     def all_model_space(self) -> torch.Tensor:
         """The whole set in model space (dequantised at the bin centres)."""
@@ -128,18 +165,21 @@ def train(
     state: TrainState,
     history: list[dict],
     run: Run | None = None,
+    group: ProcessGroup | None = None,
 ) -> list[dict]:
     """Run ``model.train_step`` until ``options.steps``; checkpoint, guard and log on the way.
 
     A non-finite loss stops training with :class:`TrainingDiverged` and leaves the last good
     checkpoint on disk; Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`.
+    Across processes the logged loss is the mean over processes, so all stop together; only
+    the process given ``run`` (rank 0) writes.
     """
     model.train()
     start_wall = time.perf_counter() - (history[-1]["wall_time"] if history else 0.0)
     bar = tqdm(
         total=options.steps,
         initial=state.step,
-        disable=options.quiet,
+        disable=options.quiet or not (group is None or group.is_main),
         file=sys.stderr,
         unit="step",
         dynamic_ncols=True,
@@ -158,6 +198,8 @@ def train(
         while state.step < options.steps:
             batch = stream.next()
             logs = model.train_step(batch, optimizers, state.step)
+            if group is not None and group.active:
+                logs["loss"] = all_reduce_mean(logs["loss"], group)
             loss = _scalar(logs["loss"])
             if not math.isfinite(loss):
                 where = f"; the last good checkpoint (step {last_saved}) is kept in {run.path}"
@@ -262,13 +304,58 @@ def fit(
             raise ConfigError(f"--{name} must be at least 1, got {value}")
     if not lr > 0:
         raise ConfigError(f"--lr must be positive, got {lr}")
-    run = Run(out) if out is not None else None
     if isinstance(options, (list, tuple)):
         options = parse_set_options(options)
     sources = tuple(
         s for s in (read_config_file(config_file) if config_file else None, options) if s
     )
+    group = init_process_group(dev)
+    if group.active and dev.type == "cuda":
+        dev = torch.device("cuda", group.local_rank)
+    try:
+        return _fit(
+            model,
+            data,
+            out,
+            steps,
+            epochs,
+            batch_size,
+            lr,
+            seed,
+            dev,
+            quiet,
+            sources,
+            data_key,
+            labels,
+            resume,
+            overwrite,
+            checkpoint_every,
+            group,
+        )
+    finally:
+        shutdown(group)
 
+
+def _fit(
+    model,
+    data,
+    out,
+    steps,
+    epochs,
+    batch_size,
+    lr,
+    seed,
+    dev,
+    quiet,
+    sources,
+    data_key,
+    labels,
+    resume,
+    overwrite,
+    checkpoint_every,
+    group: ProcessGroup,
+) -> GenerativeModel:
+    run = Run(out) if out is not None else None
     if resume:
         if run is None or not run.exists():
             raise RunError(f"--resume: no run to resume in {out}")
@@ -283,10 +370,15 @@ def fit(
         run.load_weights(net)
         net.to(dev)
         seed = stored["seed"]
-        batch_size = state.batch_size
         optimizers = net.configure_optimizers(state.lr)
         stream = BatchStream(
-            dataset.train, dataset.train_labels, net.preprocessor, batch_size, dev, seed
+            dataset.train,
+            dataset.train_labels,
+            net.preprocessor,
+            state.batch_size,
+            dev,
+            seed,
+            group,
         )
         stream.load_state_tensors(run.load_optimizers(optimizers, meta))
         history = run.read_history()
@@ -300,24 +392,29 @@ def fit(
         net = build_model(model, dataset, sources, seed).to(dev)
         optimizers = net.configure_optimizers(lr)
         stream = BatchStream(
-            dataset.train, dataset.train_labels, net.preprocessor, batch_size, dev, seed
+            dataset.train, dataset.train_labels, net.preprocessor, batch_size, dev, seed, group
         )
         target = _target_steps(steps, epochs, stream, net.default_steps)
-        state = TrainState(0, 0, target, stream.batch_size, lr)
+        state = TrainState(0, 0, target, stream.global_batch_size, lr)
         history = []
-        if run is not None:
-            run.write_config(config_payload(model, net, dataset.spec, seed))
-            run.save_checkpoint(net, optimizers, state, history, stream.state_tensors())
+    barrier(group)  # every process has checked the run directory before rank 0 writes to it
+    writer = run if group.is_main else None
+    if writer is not None and not resume:
+        writer.write_config(config_payload(model, net, dataset.spec, seed))
+        writer.save_checkpoint(net, optimizers, state, history, stream.state_tensors())
+    if group.active:
+        wrap_loss(net, group)
+        seed_everything(seed + 7919 * group.rank)  # distinct noise per process, same weights
 
     state.target_steps = target
     loop = LoopOptions(steps=target, checkpoint_every=checkpoint_every, quiet=quiet)
-    train(net, stream, optimizers, loop, state, history, run)
+    train(net, stream, optimizers, loop, state, history, writer, group)
     net.eval()
     # forked so a later --resume continues from the RNG state training ended with
     with torch.no_grad(), torch.random.fork_rng(devices=[] if dev.type == "cpu" else [dev]):
         net.on_fit_end(stream.all_model_space(), stream.y)
-    if run is not None:
-        run.save_checkpoint(net, optimizers, state, history, stream.state_tensors())
+    if writer is not None:
+        writer.save_checkpoint(net, optimizers, state, history, stream.state_tensors())
     return net
 
 

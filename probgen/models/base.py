@@ -132,10 +132,22 @@ class GenerativeModel(PyroModule):
         """One update; returns detached scalars to log, ``"loss"`` among them."""
         (optimizer,) = optimizers
         optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(batch)
+        loss = self.distributed_loss(batch)
         loss.backward()
         optimizer.step()
         return {"loss": loss.detach()}
+
+    def use_distributed_loss(self, module) -> None:
+        """Compute ``loss`` through ``module`` (a DDP wrapper) so gradients are all-reduced.
+
+        Kept out of the module tree (and so out of ``state_dict``) on purpose.
+        """
+        self.__dict__["_distributed_loss"] = module
+
+    def distributed_loss(self, batch: Batch) -> torch.Tensor:
+        """``loss(batch)``, through DDP when training across processes."""
+        module = self.__dict__.get("_distributed_loss")
+        return self.loss(batch) if module is None else module(batch.x, batch.y)
 
     def on_fit_end(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """Called once after training with the whole training set in model space.

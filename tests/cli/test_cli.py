@@ -256,3 +256,14 @@ def test_installed_entry_point(tmp_path):
         [sys.executable, "-m", "probgen", "--version"], capture_output=True, text=True, timeout=300
     )
     assert module.returncode == 0 and "0.1.0" in module.stdout
+
+
+def test_inspect_writes_netcdf_summary_and_plots(digits_run, tmp_path):
+    import arviz as az
+
+    result = invoke("inspect", digits_run, "--points", 3, "--draws", 50, "-o", tmp_path / "i")
+    assert result.exit_code == 0, result.output
+    assert "Pareto k-hat per point" in result.output
+    idata = az.from_netcdf(str(tmp_path / "i" / "inference_data.nc"))
+    assert {"posterior", "prior", "loss_trace", "guide_diagnostics"} <= set(idata.groups())
+    assert (tmp_path / "i" / "trace.png").exists() and (tmp_path / "i" / "summary.csv").exists()

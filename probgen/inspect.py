@@ -1,0 +1,160 @@
+"""ArviZ InferenceData for fitted models: guide posteriors, MCMC chains and loss traces.
+
+- Latent-variable models (a ``guide`` with a latent site, such as the VAE): posterior draws of
+  the latents for chosen data points through Pyro's ``Predictive``, prior draws, the observed
+  points, and the Pareto k-hat of the importance weights log p(x, z) - log q(z | x) per point
+  (``arviz.psislw``; Vehtari et al. 2017/2024): k-hat < 0.7 means importance sampling with the
+  guide is reliable, larger values flag points the guide fits badly.
+- Models sampled by MCMC (those offering ``mcmc_kernel(name)``: the EBM, score models): chains
+  from ``pyro.infer.MCMC`` with several chains, converted by ``arviz.from_pyro``, so r-hat, ESS
+  and MCSE come from ArviZ.
+- Every run: its loss trace (``history.csv``) as a group of its own, ``loss_trace``.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import torch
+import xarray as xr
+from pyro.infer import MCMC, Predictive
+
+from probgen.errors import ConfigError
+from probgen.infer.importance import log_importance_weights
+from probgen.models.base import GenerativeModel
+
+
+def _latent_sites(model: GenerativeModel, x, y) -> list[str]:
+    from pyro import poutine
+    from pyro.poutine.util import site_is_subsample
+
+    trace = poutine.trace(model.guide).get_trace(x[:1], None if y is None else y[:1])
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site) and not site["is_observed"]
+    ]
+
+
+def has_guide_latents(model: GenerativeModel) -> bool:
+    """Whether the model's guide samples latent variables (VAE-like)."""
+    return type(model).guide is not GenerativeModel.guide
+
+
+def loss_trace(history: list[dict]) -> xr.Dataset:
+    """The run's logged scalars indexed by step."""
+    if not history:
+        return xr.Dataset()
+    steps = np.array([row["step"] for row in history], dtype=np.int64)
+    names = [k for k in history[0] if k != "step"]
+    data = {
+        k: ("step", np.array([row.get(k, np.nan) for row in history], dtype=float)) for k in names
+    }
+    return xr.Dataset(data, coords={"step": steps})
+
+
+@torch.no_grad()
+def guide_inference_data(
+    model: GenerativeModel, x: torch.Tensor, y: torch.Tensor | None = None, draws: int = 500
+) -> az.InferenceData:
+    """Posterior (guide) and prior draws of the latents for the points ``x`` (model space).
+
+    Groups: ``posterior`` (dims chain, draw, point, latent dims), ``prior``, ``observed_data``
+    and ``guide_diagnostics`` with the Pareto k-hat of each point's importance weights.
+    """
+    sites = _latent_sites(model, x, y)
+    posterior = Predictive(
+        model.model, guide=model.guide, num_samples=draws, return_sites=sites, parallel=False
+    )(x, y)
+    prior = (
+        Predictive(model.model, num_samples=draws, return_sites=sites, parallel=False)(
+            None, y, num_samples=len(x)
+        )
+        if y is None
+        else Predictive(model.model, num_samples=draws, return_sites=sites)(None, y)
+    )
+    log_w = log_importance_weights(model.model, model.guide, x, y, draws)  # (draws, points)
+    _, khat = az.psislw(log_w.T.double().cpu().numpy())
+
+    def group(samples):
+        out = {}
+        for name in sites:
+            value = samples[name].reshape(draws, len(x), -1).cpu().numpy()
+            out[name] = value[None]  # one chain
+        return out
+
+    dims = {name: ["point", f"{name}_dim"] for name in sites}
+    idata = az.from_dict(
+        posterior=group(posterior),
+        prior=group(prior),
+        observed_data={"x": x.reshape(len(x), -1).cpu().numpy()},
+        dims={**dims, "x": ["point", "x_dim"]},
+    )
+    idata.add_groups(
+        guide_diagnostics=xr.Dataset({"pareto_k": ("point", np.asarray(khat, dtype=float))})
+    )
+    return idata
+
+
+def mcmc_inference_data(
+    model: GenerativeModel,
+    kernel_name: str | None = None,
+    num_samples: int = 500,
+    warmup_steps: int = 200,
+    num_chains: int = 4,
+) -> az.InferenceData:
+    """Chains of the model's own MCMC kernel under ``pyro.infer.MCMC``, as InferenceData."""
+    if not hasattr(model, "mcmc_kernel"):
+        raise ConfigError(f"{type(model).__name__} has no MCMC kernel to inspect")
+    kernel = model.mcmc_kernel(kernel_name)
+    # chains run one after another unless cpu_count - 1 >= num_chains (Pyro's rule)
+    mcmc = MCMC(
+        kernel,
+        num_samples=num_samples,
+        warmup_steps=warmup_steps,
+        num_chains=num_chains,
+        initial_params=model.mcmc_initial_params(num_chains),
+        disable_progbar=True,
+    )
+    mcmc.run()
+    return az.from_pyro(mcmc)
+
+
+def summary(idata: az.InferenceData):
+    """``arviz.summary`` of the posterior (r-hat and ESS need more than one chain)."""
+    return az.summary(idata, kind="all" if idata.posterior.sizes.get("chain", 1) > 1 else "stats")
+
+
+def write_plots(idata: az.InferenceData, out_dir, max_variables: int = 4) -> list[str]:
+    """Trace, rank, pair and forest plots of the first few posterior variables, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    post = idata.posterior
+    names = list(post.data_vars)[:max_variables]
+    extra = [d for d in post.dims if d not in ("chain", "draw")]
+
+    def first(dims_and_counts):
+        return {d: list(range(min(k, post.sizes[d]))) for d, k in dims_and_counts}
+
+    # two coordinates of the first extra dimension, one of the others: readable figures
+    coords = first([(d, 2 if i == 0 else 1) for i, d in enumerate(extra)])
+    written = []
+    plots = {"trace.png": az.plot_trace, "rank.png": az.plot_rank, "forest.png": az.plot_forest}
+    if post.sizes.get("chain", 1) < 2:
+        plots.pop("rank.png")
+    for filename, plot in plots.items():
+        plot(idata, var_names=names, coords=coords)
+        plt.gcf().savefig(f"{out_dir}/{filename}", dpi=80, bbox_inches="tight")
+        plt.close("all")
+        written.append(filename)
+    pair_coords = first([(d, 2 if i == len(extra) - 1 else 1) for i, d in enumerate(extra)])
+    n_pair = len(names) * max(len(v) for v in pair_coords.values()) if pair_coords else len(names)
+    if n_pair >= 2:
+        az.plot_pair(idata, var_names=names[:2], coords=pair_coords, kind="kde")
+        plt.gcf().savefig(f"{out_dir}/pair.png", dpi=80, bbox_inches="tight")
+        plt.close("all")
+        written.append("pair.png")
+    return written

@@ -1,0 +1,58 @@
+"""Two gloo processes on the CPU train exactly like one process on the same global batch."""
+
+import subprocess
+import sys
+
+import torch
+
+from probgen.runs import load_model
+from probgen.train import fit
+from tests.models.test_registry import USER_MODEL
+
+
+def test_two_processes_match_one_on_the_same_global_batch(tmp_path):
+    (tmp_path / "gauss.py").write_text(USER_MODEL)
+    spec = f"{tmp_path / 'gauss.py'}:Gaussian"
+    common = ["-d", "moons", "--steps", "6", "--batch-size", "64", "--lr", "0.05", "-q"]
+    launched = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "probgen",
+            "fit",
+            spec,
+            "-o",
+            str(tmp_path / "two"),
+            "--nproc",
+            "2",
+            *common,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    two = load_model(tmp_path / "two", trust_code=True)
+    one = fit(spec, "moons", tmp_path / "one", steps=6, batch_size=64, lr=0.05, quiet=True)
+    assert not torch.allclose(one.loc, torch.zeros(2))  # it trained
+    for name, p in one.state_dict().items():
+        torch.testing.assert_close(two.state_dict()[name], p, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_uneven_batch_is_refused(monkeypatch):
+    from probgen.distributed import ProcessGroup
+    from probgen.errors import ConfigError
+    from probgen.train import BatchStream
+
+    x = torch.zeros(10, 2)
+    try:
+        BatchStream(x, None, _Id(), 5, torch.device("cpu"), 0, ProcessGroup(0, 2, 0))
+    except ConfigError as exc:
+        assert "must divide evenly among 2 processes" in str(exc)
+    else:
+        raise AssertionError("expected a ConfigError")
+
+
+class _Id:
+    def forward(self, v, train=False, generator=None):
+        return v

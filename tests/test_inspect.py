@@ -1,0 +1,57 @@
+import arviz as az
+import numpy as np
+import pytest
+import torch
+
+from probgen import inspect as pg_inspect
+from probgen.models.base import DataInfo
+from probgen.models.vae import VAE, VAEConfig
+
+
+@pytest.fixture(scope="module")
+def vae_idata():
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(hidden=(16,), latent_dim=3, likelihood="gaussian"), DataInfo((4,)))
+    x = torch.randn(5, 4)
+    return pg_inspect.guide_inference_data(vae, x, draws=100)
+
+
+def test_groups_and_dims(vae_idata):
+    assert set(vae_idata.groups()) >= {"posterior", "prior", "observed_data", "guide_diagnostics"}
+    z = vae_idata.posterior["z"]
+    assert z.dims == ("chain", "draw", "point", "z_dim") and z.shape == (1, 100, 5, 3)
+    assert vae_idata.prior["z"].shape == (1, 100, 5, 3)
+    assert vae_idata.observed_data["x"].shape == (5, 4)
+
+
+def test_pareto_k_is_finite_per_point(vae_idata):
+    k = vae_idata.guide_diagnostics["pareto_k"].values
+    assert k.shape == (5,) and np.isfinite(k).all()
+
+
+def test_netcdf_round_trip(vae_idata, tmp_path):
+    vae_idata.to_netcdf(str(tmp_path / "i.nc"))
+    back = az.from_netcdf(str(tmp_path / "i.nc"))
+    assert set(back.groups()) == set(vae_idata.groups())
+    np.testing.assert_array_equal(back.posterior["z"].values, vae_idata.posterior["z"].values)
+
+
+def test_summary_equals_arviz(vae_idata):
+    ours = pg_inspect.summary(vae_idata)
+    direct = az.summary(vae_idata, kind="stats")
+    assert ours.equals(direct)
+
+
+def test_loss_trace_group():
+    history = [
+        {"step": 1, "loss": 3.0, "wall_time": 0.1},
+        {"step": 2, "loss": 2.0, "wall_time": 0.2},
+    ]
+    trace = pg_inspect.loss_trace(history)
+    assert list(trace["loss"].values) == [3.0, 2.0] and list(trace["step"].values) == [1, 2]
+
+
+def test_plots_are_written(vae_idata, tmp_path):
+    names = pg_inspect.write_plots(vae_idata, tmp_path)
+    assert {"trace.png", "forest.png", "pair.png"} <= set(names)
+    assert all((tmp_path / n).stat().st_size > 1000 for n in names)
