@@ -134,18 +134,19 @@ def main():
     loop_state, loop_history = TrainState(), []
 
     times = {"plain": [], "probgen": [], "bare": [], "loop": []}
-    for epoch in range(args.epochs):
-        t = time.perf_counter()
+
+    def plain_run(epoch):
         plain_epoch(svi, x_train, 128, gen)
-        times["plain"].append(time.perf_counter() - t)
-        t = time.perf_counter()
+
+    def probgen_run(epoch):
         steps = (epoch + 1) * stream.steps_per_epoch
         train(probgen_vae, stream, optimizers, LoopOptions(steps, 0, quiet=True), state, history)
-        times["probgen"].append(time.perf_counter() - t)
-        t = time.perf_counter()
+
+    def bare_run(epoch):
         bare_epoch(bare_vae, bare_opt, bare_stream)
-        times["bare"].append(time.perf_counter() - t)
-        t = time.perf_counter()
+
+    def loop_run(epoch):
+        steps = (epoch + 1) * loop_stream.steps_per_epoch
         train(
             loop_vae,
             loop_stream,
@@ -154,7 +155,15 @@ def main():
             loop_state,
             loop_history,
         )
-        times["loop"].append(time.perf_counter() - t)
+
+    runs = {"plain": plain_run, "probgen": probgen_run, "bare": bare_run, "loop": loop_run}
+    for epoch in range(args.epochs):
+        # alternate the order each epoch so neither side always runs second
+        order = list(runs) if epoch % 2 == 0 else list(reversed(runs))
+        for name in order:
+            t = time.perf_counter()
+            runs[name](epoch)
+            times[name].append(time.perf_counter() - t)
 
     probgen_vae.eval()
     with torch.no_grad():

@@ -67,6 +67,13 @@ def _launch(nproc: int) -> int:
 @labels_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16: bfloat16 autocast of the training step.",
+)
+@click.option(
     "--nproc",
     type=int,
     default=1,
@@ -91,6 +98,7 @@ def fit(
     data_key,
     labels,
     quiet,
+    precision,
     nproc,
 ):
     """Fit MODEL (a name from `probgen list`, file.py:Class or module:Class) to DATA."""
@@ -118,6 +126,7 @@ def fit(
         resume=resume,
         overwrite=overwrite,
         checkpoint_every=checkpoint_every,
+        precision=precision,
     )
     from probgen.runs import Run
 

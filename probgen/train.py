@@ -7,6 +7,7 @@ by name: it asks the model for its optimisers and calls ``model.train_step`` on 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -151,6 +152,7 @@ class LoopOptions:
     checkpoint_every: int = 1000
     quiet: bool = False
     log_every: int = 1
+    precision: str = "fp32"
 
 
 def _scalar(value) -> float:
@@ -186,6 +188,13 @@ def train(
         mininterval=0.5,
     )
     last_saved = state.step
+    # bf16 autocast runs matrix products in bfloat16 and keeps reductions, losses and the
+    # optimiser's master weights in float32 (PyTorch's autocast op lists)
+    autocast = (
+        torch.autocast(stream.x.device.type, dtype=torch.bfloat16)
+        if options.precision == "bf16"
+        else contextlib.nullcontext()
+    )
 
     def checkpoint():
         nonlocal last_saved
@@ -197,7 +206,17 @@ def train(
     try:
         while state.step < options.steps:
             batch = stream.next()
-            logs = model.train_step(batch, optimizers, state.step)
+            try:
+                with autocast:
+                    logs = model.train_step(batch, optimizers, state.step)
+            except (ValueError, RuntimeError) as exc:
+                # NaN weights surface as a distribution's failed argument check, not a NaN loss
+                if all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                    raise
+                raise TrainingDiverged(
+                    f"the weights became NaN or infinite before step {state.step + 1} "
+                    f"({type(exc).__name__}); training stopped"
+                ) from None
             if group is not None and group.active:
                 logs["loss"] = all_reduce_mean(logs["loss"], group)
             loss = _scalar(logs["loss"])
@@ -279,6 +298,7 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     checkpoint_every: int = 1000,
+    precision: str = "fp32",
 ) -> GenerativeModel:
     """Fit ``model`` (a registered name, ``file.py:Class`` or ``module:Class``) to ``data``.
 
@@ -292,6 +312,7 @@ def fit(
         resume: continue the run in ``out`` from its last checkpoint (model, optimiser and RNG
             state); ``steps`` is then the total to reach.
         overwrite: replace an existing run in ``out`` instead of refusing.
+        precision: ``fp32``, or ``bf16`` for bfloat16 autocast of the training step.
 
     Returns:
         The trained model, in eval mode, on ``device``.
@@ -304,6 +325,8 @@ def fit(
             raise ConfigError(f"--{name} must be at least 1, got {value}")
     if not lr > 0:
         raise ConfigError(f"--lr must be positive, got {lr}")
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
     if isinstance(options, (list, tuple)):
         options = parse_set_options(options)
     sources = tuple(
@@ -313,7 +336,7 @@ def fit(
     if group.active and dev.type == "cuda":
         dev = torch.device("cuda", group.local_rank)
     try:
-        return _fit(
+        settings = FitSettings(
             model,
             data,
             out,
@@ -330,36 +353,43 @@ def fit(
             resume,
             overwrite,
             checkpoint_every,
-            group,
+            precision,
         )
+        return _fit(settings, group)
     finally:
         shutdown(group)
 
 
-def _fit(
-    model,
-    data,
-    out,
-    steps,
-    epochs,
-    batch_size,
-    lr,
-    seed,
-    dev,
-    quiet,
-    sources,
-    data_key,
-    labels,
-    resume,
-    overwrite,
-    checkpoint_every,
-    group: ProcessGroup,
-) -> GenerativeModel:
+@dataclass
+class FitSettings:
+    """Everything :func:`fit` was asked, validated, for :func:`_fit`."""
+
+    model: str
+    data: str | Dataset
+    out: str | Path | None
+    steps: int | None
+    epochs: int | None
+    batch_size: int
+    lr: float
+    seed: int
+    device: torch.device
+    quiet: bool
+    sources: tuple[dict, ...]
+    data_key: str | None
+    labels: str | None
+    resume: bool
+    overwrite: bool
+    checkpoint_every: int
+    precision: str
+
+
+def _fit(s: FitSettings, group: ProcessGroup) -> GenerativeModel:
+    model, out, dev, seed = s.model, s.out, s.device, s.seed
     run = Run(out) if out is not None else None
-    if resume:
+    if s.resume:
         if run is None or not run.exists():
             raise RunError(f"--resume: no run to resume in {out}")
-        if sources:
+        if s.sources:
             raise ConfigError("--resume continues a run with its stored options; drop -c/--set")
         stored = run.read_config()
         if stored["model"] != model:
@@ -382,24 +412,26 @@ def _fit(
         )
         stream.load_state_tensors(run.load_optimizers(optimizers, meta))
         history = run.read_history()
-        target = _target_steps(steps, epochs, stream, state.target_steps or net.default_steps)
+        target = _target_steps(s.steps, s.epochs, stream, state.target_steps or net.default_steps)
     else:
-        if run is not None and run.path.exists() and any(run.path.iterdir()) and not overwrite:
+        if run is not None and run.path.exists() and any(run.path.iterdir()) and not s.overwrite:
             raise RunError(
                 f"{run.path} is not empty; choose another -o, --resume it, or --overwrite"
             )
-        dataset = data if isinstance(data, Dataset) else _load(data, data_key, labels, seed)
-        net = build_model(model, dataset, sources, seed).to(dev)
-        optimizers = net.configure_optimizers(lr)
-        stream = BatchStream(
-            dataset.train, dataset.train_labels, net.preprocessor, batch_size, dev, seed, group
+        dataset = (
+            s.data if isinstance(s.data, Dataset) else _load(s.data, s.data_key, s.labels, seed)
         )
-        target = _target_steps(steps, epochs, stream, net.default_steps)
-        state = TrainState(0, 0, target, stream.global_batch_size, lr)
+        net = build_model(model, dataset, s.sources, seed).to(dev)
+        optimizers = net.configure_optimizers(s.lr)
+        stream = BatchStream(
+            dataset.train, dataset.train_labels, net.preprocessor, s.batch_size, dev, seed, group
+        )
+        target = _target_steps(s.steps, s.epochs, stream, net.default_steps)
+        state = TrainState(0, 0, target, stream.global_batch_size, s.lr)
         history = []
     barrier(group)  # every process has checked the run directory before rank 0 writes to it
     writer = run if group.is_main else None
-    if writer is not None and not resume:
+    if writer is not None and not s.resume:
         writer.write_config(config_payload(model, net, dataset.spec, seed))
         writer.save_checkpoint(net, optimizers, state, history, stream.state_tensors())
     if group.active:
@@ -407,7 +439,9 @@ def _fit(
         seed_everything(seed + 7919 * group.rank)  # distinct noise per process, same weights
 
     state.target_steps = target
-    loop = LoopOptions(steps=target, checkpoint_every=checkpoint_every, quiet=quiet)
+    loop = LoopOptions(
+        steps=target, checkpoint_every=s.checkpoint_every, quiet=s.quiet, precision=s.precision
+    )
     train(net, stream, optimizers, loop, state, history, writer, group)
     net.eval()
     # forked so a later --resume continues from the RNG state training ended with

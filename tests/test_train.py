@@ -28,6 +28,15 @@ class ExplodesAt5(Gaussian):
         return super().train_step(batch, optimizers, step)
 
 
+class PoisonsWeightsAt3(Gaussian):
+    def train_step(self, batch, optimizers, step):
+        logs = super().train_step(batch, optimizers, step)
+        if step == 3:
+            with torch.no_grad():
+                self.loc.fill_(float("nan"))
+        return logs
+
+
 class InterruptedAt5(Gaussian):
     def train_step(self, batch, optimizers, step):
         if step == 5 and not getattr(self, "resumed", False):
@@ -99,6 +108,11 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, user_model):
     assert state_json.step == 4
 
 
+def test_nan_weights_stop_training_with_a_clear_error(tmp_path, user_model):
+    with pytest.raises(TrainingDiverged, match="weights became NaN or infinite before step 5"):
+        fit(f"{user_model}:PoisonsWeightsAt3", "moons", tmp_path / "r", steps=20, quiet=True)
+
+
 def test_ctrl_c_saves_and_resume_finishes(tmp_path, user_model):
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted, match="interrupted at step 5; checkpoint saved"):
@@ -133,3 +147,10 @@ def test_resume_refuses_new_options(tmp_path):
         fit("vae", "moons", tmp_path / "r", steps=4, resume=True, options={"beta": 2})
     with pytest.raises(RunError, match="no run to resume"):
         fit("vae", "moons", tmp_path / "missing", resume=True)
+
+
+def test_bf16_autocast_trains():
+    model = fit("vae", "moons", None, steps=10, quiet=True, options=TINY_VAE, precision="bf16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with pytest.raises(ConfigError, match="--precision must be fp32 or bf16"):
+        fit("vae", "moons", steps=1, precision="fp16")

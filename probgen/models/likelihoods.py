@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from pyro.distributions import Bernoulli, Normal, TorchDistribution, constraints
@@ -36,17 +38,19 @@ class DiscretizedLogistic(TorchDistribution):
     def log_prob(self, value):
         k = torch.round(value * (self.levels - 1))
         half = 0.5 / (self.levels - 1)
-        centre = k / (self.levels - 1)
-        inv_s = torch.exp(-self.log_scale)
-        upper = (centre + half - self.loc) * inv_s
-        lower = (centre - half - self.loc) * inv_s
-        log_cdf_upper = F.logsigmoid(upper)
-        log_sf_lower = F.logsigmoid(-lower)
-        # log(sigmoid(u) - sigmoid(l)) = log_cdf(u) + log(1 - exp(log_cdf(l) - log_cdf(u)))
-        mid = log_cdf_upper + torch.log1p(-torch.exp(F.logsigmoid(lower) - log_cdf_upper) + 1e-12)
-        first = log_cdf_upper
-        last = log_sf_lower
-        return torch.where(k <= 0, first, torch.where(k >= self.levels - 1, last, mid))
+        log_scale = self.log_scale.clamp_min(-7.0)
+        inv_s = torch.exp(-log_scale)
+        centred = k / (self.levels - 1) - self.loc
+        upper, lower = (centred + half) * inv_s, (centred - half) * inv_s
+        cdf_delta = torch.sigmoid(upper) - torch.sigmoid(lower)
+        # where the bin's mass underflows, the density at its centre times its width (the
+        # PixelCNN++ recipe) keeps the value and its gradient finite
+        mid = centred * inv_s
+        log_pdf_mid = mid - log_scale - 2.0 * F.softplus(mid) + math.log(2 * half)
+        interior = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp_min(1e-12)), log_pdf_mid)
+        first = F.logsigmoid(upper)
+        last = F.logsigmoid(-lower)
+        return torch.where(k <= 0, first, torch.where(k >= self.levels - 1, last, interior))
 
     @property
     def mean(self):

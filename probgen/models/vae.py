@@ -193,14 +193,16 @@ class VAE(GenerativeModel):
         return elbo.differentiable_loss(self.model, self.guide, batch.x, batch.y) / n
 
     def train_step(self, batch, optimizers, step):
+        """One update with the KL weight ramped linearly over ``warmup_steps`` (if any)."""
         c = self.config
-        warm = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps > 0 else 1.0
-        self.kl_weight = c.beta * warm
+        if c.warmup_steps <= 0:
+            return super().train_step(batch, optimizers, step)
+        self.kl_weight = c.beta * min(1.0, (step + 1) / c.warmup_steps)
         try:
             logs = super().train_step(batch, optimizers, step)
         finally:
-            self.kl_weight = c.beta
-        logs["kl_weight"] = torch.tensor(c.beta * warm)
+            weight, self.kl_weight = self.kl_weight, c.beta
+        logs["kl_weight"] = torch.tensor(weight)
         return logs
 
     def on_fit_end(self, x, y=None):

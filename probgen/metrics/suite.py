@@ -1,0 +1,150 @@
+"""One call that scores a set of samples against reference data with the standard metrics.
+
+Vectors ``(N, D)`` are compared directly in data units: ``mmd`` (unbiased Gaussian-kernel MMD^2,
+median-heuristic bandwidths from the reference), ``swd`` (sliced 2-Wasserstein), ``precision``,
+``recall``, ``density``, ``coverage`` (k = 3), and, given ``mixture=(centres, std)``, ``modes``,
+``high_quality`` and ``reverse_kl``. Images ``(N, C, H, W)`` in data units are compared in the
+feature space of an extractor (``feature``): ``fid``, ``kid`` (with ``kid_std``), ``is`` (with
+``is_std``; needs class probabilities), ``precision``, ``recall``, ``density``, ``coverage``,
+and on the pixels themselves ``sharpness`` (variance of the Laplacian, samples) and
+``sharpness_real`` (the same for the reference).
+
+Every sample and every reference example given is used: N is the caller's choice (report it;
+FID's bias depends on it). KID uses subsets of min(1000, N) in 100 draws; IS 10 splits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from probgen.errors import ConfigError, DataError
+from probgen.metrics.features import load_feature_extractor
+from probgen.metrics.fid import fid
+from probgen.metrics.inception_score import inception_score
+from probgen.metrics.kid import kid
+from probgen.metrics.modes import mode_statistics
+from probgen.metrics.prdc import precision_recall_density_coverage
+from probgen.metrics.sample_distances import mmd, sliced_wasserstein
+from probgen.metrics.sharpness import sharpness
+
+PRDC_METRICS = ("precision", "recall", "density", "coverage")
+MODE_METRICS = ("modes", "high_quality", "reverse_kl")
+VECTOR_METRICS = ("mmd", "swd", *PRDC_METRICS, *MODE_METRICS)
+IMAGE_METRICS = ("fid", "kid", "is", *PRDC_METRICS, "sharpness", "sharpness_real")
+SAMPLE_METRICS = tuple(dict.fromkeys(VECTOR_METRICS + IMAGE_METRICS))
+
+
+def _as_tensor(x, name: str) -> torch.Tensor:
+    t = torch.as_tensor(x).detach().to(torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise DataError(f"{name} contain NaN or infinite values")
+    return t
+
+
+def _chosen(metrics, kind: str, mixture, has_probabilities: bool) -> list[str]:
+    valid = VECTOR_METRICS if kind == "vector" else IMAGE_METRICS
+    if metrics is None:
+        skipped = set()
+        if mixture is None:
+            skipped |= set(MODE_METRICS)
+        if not has_probabilities:
+            skipped.add("is")
+        return [m for m in valid if m not in skipped]
+    names = list(metrics)
+    unknown = [m for m in names if m not in SAMPLE_METRICS]
+    if unknown:
+        raise ConfigError(f"unknown metric(s) {unknown}; valid: {', '.join(SAMPLE_METRICS)}")
+    wrong_kind = [m for m in names if m not in valid]
+    if wrong_kind:
+        raise ConfigError(f"metric(s) {wrong_kind} do not apply to {kind}s; valid: {valid}")
+    if mixture is None and any(m in MODE_METRICS for m in names):
+        raise ConfigError("modes, high_quality and reverse_kl need mixture=(centres, std)")
+    return names
+
+
+def _vector_metrics(names, x, ref, mixture, seed) -> dict[str, float]:
+    out = {}
+    if "mmd" in names:
+        out["mmd"] = mmd(x, ref)
+    if "swd" in names:
+        out["swd"] = sliced_wasserstein(x, ref, seed=seed)
+    if any(m in names for m in MODE_METRICS):
+        centres, std = mixture
+        stats = mode_statistics(x, centres, std)
+        out.update({m: float(stats[m]) for m in MODE_METRICS if m in names})
+    return out
+
+
+def _image_metrics(names, x, ref, features, extractor, seed) -> dict[str, float]:
+    out = {}
+    if "fid" in names:
+        out["fid"] = fid(*features).value
+    if "kid" in names:
+        result = kid(*features, seed=seed)
+        out.update(kid=result.mean, kid_std=result.std)
+    if "is" in names:
+        result = inception_score(extractor.probabilities(x))
+        out.update({"is": result.mean, "is_std": result.std})
+    if "sharpness" in names:
+        out["sharpness"] = sharpness(x)
+    if "sharpness_real" in names:
+        out["sharpness_real"] = sharpness(ref)
+    return out
+
+
+def evaluate_samples(
+    samples,
+    reference,
+    *,
+    kind: str,
+    metrics=None,
+    feature: str = "digits",
+    mixture: tuple | None = None,
+    seed: int = 0,
+    value_range: tuple[float, float] | None = None,
+) -> dict[str, float]:
+    """Metrics of ``samples`` against ``reference``, both in data units, as ``{name: value}``.
+
+    Args:
+        samples, reference: arrays or tensors, ``(N, D)`` for ``kind="vector"``, ``(N, C, H, W)``
+            for ``kind="image"``; all rows are used.
+        metrics: names from :data:`SAMPLE_METRICS`; ``None`` picks the defaults for the kind
+            (images: all of :data:`IMAGE_METRICS`, ``is`` only if the extractor has classes;
+            vectors: mmd, swd and precision/recall/density/coverage, plus the mode metrics when
+            ``mixture`` is given).
+        feature: feature extractor spec for images (see :mod:`probgen.metrics.features`).
+        mixture: ``(centres (K, D), std)`` of a Gaussian mixture, for the mode metrics.
+        seed: seeds KID's subsets and the sliced Wasserstein projections.
+        value_range: the images' intensity range, for Inception; default: the reference's
+            minimum and maximum.
+
+    Raises:
+        ConfigError: an unknown metric, or one that does not apply to ``kind``.
+    """
+    if kind not in ("vector", "image"):
+        raise ConfigError(f"kind must be 'vector' or 'image', got {kind!r}")
+    x, ref = _as_tensor(samples, "samples"), _as_tensor(reference, "reference")
+    expected_ndim = 2 if kind == "vector" else 4
+    if x.ndim != expected_ndim or x.shape[1:] != ref.shape[1:]:
+        raise DataError(
+            f"{kind} samples {tuple(x.shape)} and reference {tuple(ref.shape)} must both be "
+            f"{'(N, D)' if kind == 'vector' else '(N, C, H, W)'} with the same example shape"
+        )
+    extractor = None
+    if kind == "image":
+        if value_range is None:
+            value_range = (float(ref.min()), float(ref.max()))
+        extractor = load_feature_extractor(feature, value_range=value_range)
+    names = _chosen(metrics, kind, mixture, extractor is not None and extractor.has_probabilities)
+    if kind == "vector":
+        out = _vector_metrics(names, x, ref, mixture, seed)
+        features = (x, ref)
+    else:
+        features = None
+        if any(m in names for m in ("fid", "kid", *PRDC_METRICS)):
+            features = (extractor.features(x), extractor.features(ref))
+        out = _image_metrics(names, x, ref, features, extractor, seed)
+    if any(m in names for m in PRDC_METRICS):
+        prdc = precision_recall_density_coverage(features[1], features[0])
+        out.update({m: prdc[m] for m in PRDC_METRICS if m in names})
+    return out

@@ -1,0 +1,13 @@
+import pytest
+import torch
+
+from probgen.data.digits import load_digits_split
+
+# The test machine is shared; one thread per process avoids oversubscription.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """``(train_x, train_y, test_x, test_y)`` of the fixed digits split, images in 0..16."""
+    return load_digits_split()
