@@ -29,15 +29,23 @@ def main():
         args.steps = 300
     torch.set_num_threads(1)
     data = load_dataset("digits")
-    print(f"# VAE guides on digits: {args.steps} steps, batch 128, Adam 1e-3, "
-          f"z = {args.latent_dim}, {args.num_flows} flows, seed 0, 1 thread")
+    print(
+        f"# VAE guides on digits: {args.steps} steps, batch 128, Adam 1e-3, "
+        f"z = {args.latent_dim}, {args.num_flows} flows, seed 0, 1 thread"
+    )
     print("| guide | held-out ELBO (nats) | IWAE NLL K=1000 (nats) | s/step |")
     print("|---|---|---|---|")
     for guide in ("gaussian", "iaf", "planar", "radial"):
         start = time.perf_counter()
-        vae = fit("vae", data, None, steps=args.steps, quiet=True, seed=0,
-                  options={"guide": guide, "num_flows": args.num_flows,
-                           "latent_dim": args.latent_dim})
+        vae = fit(
+            "vae",
+            data,
+            None,
+            steps=args.steps,
+            quiet=True,
+            seed=0,
+            options={"guide": guide, "num_flows": args.num_flows, "latent_dim": args.latent_dim},
+        )
         seconds = (time.perf_counter() - start) / args.steps
         x = vae.preprocessor.forward(torch.as_tensor(data.test))
         torch.manual_seed(0)

@@ -59,6 +59,29 @@ def _npz_keys(p):
         return list(f.keys())
 
 
+def _density_figure(model, dataset, out: Path) -> None:
+    """The learned 2-D density (data units) as a heat map beside the held-out data."""
+    import torch
+
+    from probgen import plots
+
+    shift = model.preprocessor.log_abs_det_jacobian(2)
+
+    def log_density(points):
+        v = torch.as_tensor(points, dtype=torch.get_default_dtype()).to(model.device)
+        with torch.no_grad():
+            x = model.preprocessor.forward(v)
+            return (
+                torch.cat([model.log_prob(x[i : i + 4096]) for i in range(0, len(x), 4096)])
+                .cpu()
+                .numpy()
+                + shift
+            )
+
+    plots.density_map(log_density, dataset.test, out)
+    click.echo(f"density map in {out}", err=True)
+
+
 option_metrics = click.option(
     "-m", "--metrics", default=None, help="Comma-separated metrics [default: all that apply]."
 )
@@ -171,6 +194,8 @@ def evaluate(
             model, dataset, names, n, sampler, steps, feature, particles, seed
         )
         Run(run).write_metrics(results)
+        if model.supports("log_prob") and tuple(model.data_info.event_shape) == (2,):
+            _density_figure(model, dataset, Path(run) / "density.png")
     click.echo(json.dumps(results, indent=2) if as_json else _table(results))
 
 

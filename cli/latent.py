@@ -84,8 +84,30 @@ def encode(run, data, out, split, data_key, labels, device, trust_code):
                 for i in range(0, len(x), 256)
             ]
         )
-    save_array(out_path, codes.cpu().numpy(), ys)
+        rate, distortion = _rate_distortion(model, x, y, codes, xs)
+    extra = {"rate_bits": np.float64(rate)} if rate is not None else {}
+    save_array(out_path, codes.cpu().numpy(), ys, distortion_mse=np.float64(distortion), **extra)
     click.echo(f"wrote {len(codes)} codes of shape {tuple(codes.shape[1:])} to {out_path}")
+    rate_text = f"rate {rate:.2f} bits per example; " if rate is not None else ""
+    click.echo(f"{rate_text}distortion (mean squared error, data units) {distortion:.4g}")
+
+
+def _rate_distortion(model, x, y, codes, original):
+    """Mean code length (bits) and mean squared reconstruction error in the data's units."""
+    import torch
+
+    from probgen.latent import latent_rate_bits
+
+    rates, recon = [], []
+    for i in range(0, len(x), 256):
+        yb = None if y is None else y[i : i + 256]
+        rate = latent_rate_bits(model, x[i : i + 256], yb)
+        if rate is not None:
+            rates.append(rate)
+        recon.append(model.preprocessor.inverse(model.decode(codes[i : i + 256], yb)))
+    error = (torch.cat(recon).double().cpu() - torch.as_tensor(original).double()).square()
+    rate = float(torch.cat(rates).mean()) if rates else None
+    return rate, float(error.mean())
 
 
 @click.command()

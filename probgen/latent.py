@@ -1,6 +1,8 @@
-"""Paths through a latent space, for interpolation between two encoded points."""
+"""Latent spaces: paths for interpolation, and the rate of a code for compression."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -29,3 +31,39 @@ def spherical_path(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
 
 
 PATHS = {"linear": linear_path, "spherical": spherical_path}
+
+
+def latent_rate_bits(model, x, y=None, num_particles: int = 16) -> torch.Tensor | None:
+    """The rate of a latent code in bits per example, or ``None`` when it has none.
+
+    For a model with a guide (a VAE), the average code length of z under bits-back coding is
+    KL(q(z | x) || p(z)) = E_q[log q(z | x) - log p(z)] (Hinton & van Camp 1993; Frey & Hinton
+    1997), estimated with ``num_particles`` draws. For an exact-likelihood model (a flow), the
+    lossless code length is -log2 p(x) in the data's units (for dequantised discrete data, a
+    bound on the code length of the discrete values).
+    """
+    from pyro import poutine
+    from pyro.poutine.util import site_is_subsample
+
+    from probgen.models.base import GenerativeModel
+
+    if type(model).guide is not GenerativeModel.guide:
+        k, n = num_particles, x.shape[0]
+        xr = x.repeat(k, *([1] * (x.dim() - 1)))
+        yr = None if y is None else y.repeat(k)
+        guide_trace = poutine.trace(model.guide).get_trace(xr, yr)
+        model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(
+            xr, yr
+        )
+        kl = xr.new_zeros(k * n)
+        for name, site in guide_trace.nodes.items():
+            if site["type"] == "sample" and not site_is_subsample(site):
+                q = site["fn"].log_prob(site["value"])
+                p = model_trace.nodes[name]["fn"].log_prob(site["value"])
+                kl = kl + (q - p).reshape(k * n)
+        return kl.reshape(k, n).mean(0) / math.log(2)
+    if model.supports("log_prob"):
+        # in the data's units: log p_v = log p_x + log|dx/dv|
+        shift = model.preprocessor.log_abs_det_jacobian(model.data_info.dim)
+        return -(model.log_prob(x, y) + shift) / math.log(2)
+    return None

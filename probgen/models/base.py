@@ -182,10 +182,13 @@ class GenerativeModel(PyroModule):
         """Model-space data from latent codes (where a latent space exists)."""
         raise NotImplementedError
 
-    @classmethod
-    def supports(cls, method: str) -> bool:
-        """Whether the family overrides ``method`` (e.g. ``"log_prob"``) with a real one."""
-        return getattr(cls, method) is not getattr(GenerativeModel, method)
+    def supports(self, method: str) -> bool:
+        """Whether this model offers ``method`` (e.g. ``"log_prob"``).
+
+        By default: whether the family overrides it. A family whose capability depends on the
+        data (the EBM's exact likelihood exists only in 2-D) overrides this.
+        """
+        return getattr(type(self), method) is not getattr(GenerativeModel, method)
 
     @property
     def device(self) -> torch.device:

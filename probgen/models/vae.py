@@ -22,6 +22,7 @@ own noise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pyro
 import pyro.distributions as dist
@@ -98,7 +99,9 @@ class VAE(GenerativeModel):
         self.obs_log_scale = nn.Parameter(torch.full(self.event_shape, 0.5413))  # softplus -> 1
         if c.guide != "gaussian":
             make = {
-                "iaf": T.conditional_affine_autoregressive,
+                # the numerically stable, gated IAF step of Kingma et al. (2016), eq. (14):
+                # z <- sigma * z + (1 - sigma) * m, which starts close to the identity
+                "iaf": partial(T.conditional_affine_autoregressive, stable=True),
                 "planar": T.conditional_planar,
                 "radial": T.conditional_radial,
             }[c.guide]

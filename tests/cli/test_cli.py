@@ -271,7 +271,9 @@ def test_inspect_writes_netcdf_summary_and_plots(digits_run, tmp_path):
 
 def test_compare_prints_one_table_and_a_figure_per_run(moons_run, tmp_path):
     other = tmp_path / "other"
-    assert invoke("fit", "vae", "-d", "moons", "-o", other, "--steps", 5, "-q", *TINY).exit_code == 0
+    assert (
+        invoke("fit", "vae", "-d", "moons", "-o", other, "--steps", 5, "-q", *TINY).exit_code == 0
+    )
     result = invoke("compare", moons_run, other, "-m", "mmd,swd", "-n", 300, "-o", tmp_path / "c")
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("|")]
@@ -283,8 +285,16 @@ def test_evaluate_digits_samples_file_with_image_metrics(tmp_path):
     from probgen.data.digits import load_digits_split
 
     np.save(tmp_path / "real.npy", load_digits_split()[2])
-    result = invoke("evaluate", "--samples", tmp_path / "real.npy", "-d", "digits", "-m",
-                    "fid,precision,recall,sharpness", "--json")
+    result = invoke(
+        "evaluate",
+        "--samples",
+        tmp_path / "real.npy",
+        "-d",
+        "digits",
+        "-m",
+        "fid,precision,recall,sharpness",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output)
     assert metrics["fid"] < 1e-6 and metrics["precision"] == 1.0

@@ -68,7 +68,7 @@ def test_builtin_name():
 
 def test_user_model_from_file(user_model_file):
     cls = resolve_model(f"{user_model_file}:Gaussian")
-    assert cls.__name__ == "Gaussian" and cls.supports("log_prob")
+    assert cls.__name__ == "Gaussian" and cls.default_steps == 50
 
 
 def test_user_model_from_module(user_model_file, monkeypatch):

@@ -1,0 +1,406 @@
+"""Energy-based models: ``p(x) = exp(-E(x)) / Z`` as a Pyro program, trained by contrastive
+divergence.
+
+The Pyro program puts a flat base on the box ``B`` the model lives on and weighs it by the energy,
+
+    x ~ Uniform(B),        pyro.factor("energy", -E(x)),
+
+so its (unnormalised) density is ``exp(-E(x))`` on ``B``; Pyro's HMC/NUTS run on it directly and
+the batched Langevin samplers of :mod:`probgen.infer.langevin` follow the score ``-grad_x E``.
+For vectors ``B`` is the data's bounding box widened by ``box_margin`` (standardised units),
+fixed from the first training batch; for images it is the known intensity range. The model is
+defined on ``B`` only: training clamps the Langevin negatives to it, so nothing pins the energy
+down outside, and ``log_prob`` is ``-inf`` there.
+
+Training is contrastive divergence (:mod:`probgen.infer.contrastive`): persistent chains from a
+replay buffer (or CD-k from data, or short-run chains from noise), an L2 energy penalty,
+gradient clipping, optional spectral normalisation of every layer, and a divergence guard.
+
+For 1-D and 2-D data the likelihood is exact: ``log p(x) = -E(x) - log Z`` with
+``log Z = log integral_B exp(-E)`` by quadrature on a grid over ``B``
+(:mod:`probgen.infer.quadrature`). ``log Z`` is held in the ``log_z`` buffer: every training
+step marks it stale (NaN), ``on_fit_end`` recomputes it, and ``log_prob`` recomputes it when it
+finds it stale, so a saved run carries it and a mid-training checkpoint still evaluates exactly.
+
+References:
+    LeCun et al. 2006, "A tutorial on energy-based learning"; Hinton 2002 (contrastive
+    divergence); Du & Mordatch 2019, "Implicit generation and modeling with energy-based models";
+    Nijkamp et al. 2019 (short-run MCMC); Miyato et al. 2018 (spectral normalisation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import pairwise
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions.transforms import biject_to
+from pyro.infer import HMC, MCMC, NUTS
+from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from probgen.errors import ConfigError, TrainingDiverged
+from probgen.infer.contrastive import (
+    ContrastiveSampler,
+    contrastive_divergence_loss,
+    uniform_in_box,
+)
+from probgen.infer.langevin import MALA, ULA, langevin_dynamics, mala, score_of
+from probgen.infer.quadrature import data_box, log_partition
+from probgen.models.base import Batch, DataInfo, GenerativeModel
+from probgen.nn.mlp import MLP, activation
+
+MCMC_KERNELS = {"hmc": HMC, "nuts": NUTS, "ula": ULA, "mala": MALA}
+
+# quadrature grows as points^d; beyond 2-D the grid is too coarse to be called exact
+MAX_QUADRATURE_DIM = 2
+
+
+@dataclass
+class EBMConfig:
+    """Hyperparameters of :class:`EBM`.
+
+    Attributes:
+        hidden: widths of the energy MLP (vectors).
+        channels: channels of the energy CNN's convolutions (images); each after the first
+            halves the resolution.
+        act: activation; a smooth one (``silu``, ``softplus``, ``elu``) keeps ``grad_x E``
+            continuous, which Langevin dynamics needs.
+        spectral_norm: spectral-normalise every layer (bounds the energy's Lipschitz constant).
+        chains: where the negatives' chains start: ``persistent``, ``cd`` or ``short-run``.
+        langevin_steps: Langevin steps per training step (the k of CD-k).
+        step_size: Langevin step ``h`` on ``-grad E`` in training.
+        noise_std: Langevin noise in training; ``None`` is the exact ``sqrt(2 h)``.
+        buffer_size: replay-buffer capacity (persistent chains).
+        reinit_fraction: share of the drawn chains restarted from noise each step.
+        energy_l2: weight ``alpha`` of the L2 penalty on energies.
+        grad_clip: maximum gradient norm, or ``None`` for no clipping.
+        box_margin: how far the box extends beyond the first batch (vectors, model units).
+        max_abs_energy: the divergence guard's bound on the mean ``|E|``.
+        max_energy_gap: the divergence guard's bound on ``|mean E(x+) - mean E(x-)|``.
+        quadrature_points: grid points per dimension for ``log Z`` (1-D and 2-D).
+        sample_steps: default number of steps of ``generate``'s Langevin / MALA chains.
+        sample_step_size: step of ``generate``'s chains; ``None`` reuses ``step_size``.
+        mcmc_chains: particles run side by side by ``generate``'s HMC/NUTS.
+        mcmc_warmup: default HMC/NUTS warm-up (adaptation) iterations.
+    """
+
+    hidden: tuple[int, ...] = (128, 128, 128)
+    channels: tuple[int, ...] = (32, 64)
+    act: str = "silu"
+    spectral_norm: bool = False
+    chains: str = "persistent"
+    langevin_steps: int = 20
+    step_size: float = 0.001
+    noise_std: float | None = None
+    buffer_size: int = 10000
+    reinit_fraction: float = 0.05
+    energy_l2: float = 0.01
+    grad_clip: float | None = 10.0
+    box_margin: float = 1.0
+    max_abs_energy: float = 1e4
+    max_energy_gap: float = 1e4
+    quadrature_points: int = 256
+    sample_steps: int = 500
+    sample_step_size: float | None = None
+    mcmc_chains: int = 8
+    mcmc_warmup: int = 100
+
+
+class ConvEnergy(nn.Sequential):
+    """``(N, C, H, W) -> (N,)``: a 3x3 convolution, stride-2 4x4 convolutions, a linear read-out."""
+
+    def __init__(self, event_shape: tuple[int, ...], channels: tuple[int, ...], act: str):
+        in_channels, height, width = event_shape
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, channels[0], 3, padding=1),
+            activation(act),
+        ]
+        for c_in, c_out in pairwise(channels):
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), activation(act)]
+            height, width = height // 2, width // 2
+        layers += [nn.Flatten(), nn.Linear(channels[-1] * height * width, 1)]
+        super().__init__(*layers)
+
+
+def _energy_network(config: EBMConfig, data_info: DataInfo) -> nn.Module:
+    if data_info.kind == "image":
+        net = ConvEnergy(data_info.event_shape, config.channels, config.act)
+    else:
+        net = nn.Sequential(nn.Flatten(), MLP(data_info.dim, config.hidden, 1, config.act))
+    if config.spectral_norm:
+        for module in list(net.modules()):
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                spectral_norm(module)
+    return net
+
+
+class EBM(GenerativeModel):
+    """An energy-based model ``p(x) = exp(-E(x)) / Z`` on a box (module docstring).
+
+    Samplers: ``langevin`` (unadjusted, from uniform noise or the replay buffer), ``mala``
+    (Metropolis-adjusted), ``hmc`` and ``nuts`` (Pyro's, on :meth:`model`).
+    """
+
+    Config = EBMConfig
+    default_steps = 4000
+    samplers = ("langevin", "mala", "hmc", "nuts")
+    dequantize = True
+
+    def __init__(self, config: EBMConfig, data_info: DataInfo):
+        super().__init__(config, data_info)
+        if data_info.kind == "image" and len(data_info.event_shape) != 3:
+            raise ConfigError("the EBM's image energy expects (C, H, W) images")
+        try:
+            self.energy_net = _energy_network(config, data_info)
+            self.negatives = ContrastiveSampler(
+                config.chains,
+                config.langevin_steps,
+                config.step_size,
+                config.noise_std,
+                data_info.event_shape,
+                config.buffer_size,
+                config.reinit_fraction,
+            )
+        except ValueError as exc:  # an unknown activation or chain start, a bad buffer size
+            raise ConfigError(str(exc)) from exc
+        shape = data_info.event_shape
+        self.register_buffer("box_low", torch.zeros(shape))
+        self.register_buffer("box_high", torch.ones(shape))
+        self.register_buffer("box_ready", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("log_z", torch.full((), math.nan))
+        if data_info.value_range is not None:
+            self.box_low.fill_(data_info.value_range[0])
+            self.box_high.fill_(data_info.value_range[1])
+            self.box_ready.fill_(True)
+
+    # -- the energy and the Pyro program -----------------------------------------------------
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """``E(x)``, one value per example ``(N,)``."""
+        return self.energy_net(x).reshape(x.shape[0])
+
+    def _base(self) -> dist.Distribution:
+        return dist.Uniform(self.box_low, self.box_high).to_event(len(self.data_info.event_shape))
+
+    def model(self, x=None, y=None, num_particles: int = 1):
+        """``x ~ Uniform(box)`` weighted by ``exp(-E(x))``; ``num_particles`` i.i.d. copies.
+
+        The site's values are the data when ``x`` is given; HMC/NUTS sample it otherwise.
+        """
+        n = num_particles if x is None else x.shape[0]
+        with pyro.plate("particles", n):
+            x = pyro.sample("x", self._base(), obs=x)
+            pyro.factor("energy", -self.energy(x))
+        return x
+
+    # -- training ---------------------------------------------------------------------------
+    def fit_box(self, x: torch.Tensor) -> None:
+        """Fix the box to ``x``'s bounding box widened by ``box_margin``, unless already fixed."""
+        if not self.box_ready:
+            low, high = data_box(x, self.config.box_margin)
+            self.box_low.copy_(low.reshape(self.box_low.shape))
+            self.box_high.copy_(high.reshape(self.box_high.shape))
+            self.box_ready.fill_(True)
+
+    def _energies(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        self.fit_box(batch.x)
+        x_neg = self.negatives(self.energy, batch.x, self.box_low, self.box_high)
+        return self.energy(batch.x), self.energy(x_neg)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """The contrastive-divergence loss with its L2 energy penalty, on fresh negatives."""
+        energy_pos, energy_neg = self._energies(batch)
+        return contrastive_divergence_loss(energy_pos, energy_neg, self.config.energy_l2)
+
+    def _check_divergence(self, gap: torch.Tensor, energy_abs: torch.Tensor, step: int) -> None:
+        cfg = self.config
+        if not (torch.isfinite(gap) and torch.isfinite(energy_abs)):
+            problem = "the energies became NaN or infinite"
+        elif energy_abs > cfg.max_abs_energy:
+            problem = f"mean |E| = {energy_abs:.3g} exceeds max_abs_energy = {cfg.max_abs_energy:g}"
+        elif gap.abs() > cfg.max_energy_gap:
+            problem = f"energy gap = {gap:.3g} exceeds max_energy_gap = {cfg.max_energy_gap:g}"
+        else:
+            return
+        raise TrainingDiverged(
+            f"EBM training diverged at step {step}: {problem}; try a lower learning rate or "
+            "step_size, a larger energy_l2, or spectral_norm=true"
+        )
+
+    def train_step(
+        self, batch: Batch, optimizers: list[torch.optim.Optimizer], step: int
+    ) -> dict[str, torch.Tensor]:
+        """One CD update; logs the energies and stops a diverging run before it updates.
+
+        Returned: ``loss``, ``energy_pos`` / ``energy_neg`` (mean energies of data and
+        negatives), ``energy_gap`` (their difference) and ``energy_abs`` (mean ``|E|`` of both).
+        """
+        (optimizer,) = optimizers
+        optimizer.zero_grad(set_to_none=True)
+        energy_pos, energy_neg = self._energies(batch)
+        loss = contrastive_divergence_loss(energy_pos, energy_neg, self.config.energy_l2)
+        gap = (energy_pos.mean() - energy_neg.mean()).detach()
+        energy_abs = torch.cat([energy_pos, energy_neg]).detach().abs().mean()
+        self._check_divergence(gap, energy_abs, step)
+        loss.backward()
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip)
+        optimizer.step()
+        self.log_z.fill_(math.nan)
+        return {
+            "loss": loss.detach(),
+            "energy_pos": energy_pos.detach().mean(),
+            "energy_neg": energy_neg.detach().mean(),
+            "energy_gap": gap,
+            "energy_abs": energy_abs,
+        }
+
+    def on_fit_end(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Compute ``log Z`` by quadrature (1-D and 2-D vectors) for the saved run."""
+        if self.has_exact_likelihood:
+            self.refresh_log_partition()
+
+    # -- likelihood -------------------------------------------------------------------------
+    @property
+    def has_exact_likelihood(self) -> bool:
+        """Whether ``log Z`` can be computed by quadrature (vectors of dimension <= 2)."""
+        return self.data_info.kind == "vector" and self.data_info.dim <= MAX_QUADRATURE_DIM
+
+    def supports(self, method: str) -> bool:
+        """``log_prob`` only where quadrature gives log Z (2-D data); the rest as any model."""
+        if method == "log_prob" and not self.has_exact_likelihood:
+            return False
+        return super().supports(method)
+
+    @torch.no_grad()
+    def refresh_log_partition(self) -> torch.Tensor:
+        """Recompute and store ``log Z = log integral_box exp(-E)`` by quadrature."""
+        was_training = self.training
+        self.eval()
+        log_z = log_partition(
+            self.energy,
+            self.box_low.reshape(-1),
+            self.box_high.reshape(-1),
+            self.config.quadrature_points,
+        )
+        self.train(was_training)
+        self.log_z.copy_(log_z)
+        return self.log_z
+
+    def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
+        """``log p(x) = -E(x) - log Z`` on the box, ``-inf`` outside (1-D and 2-D vectors)."""
+        if not self.has_exact_likelihood:
+            raise NotImplementedError(
+                "the EBM's exact log-likelihood needs quadrature of Z: vectors of dimension <= 2"
+            )
+        if torch.isnan(self.log_z):
+            self.refresh_log_partition()
+        flat = x.reshape(x.shape[0], -1)
+        inside = ((flat >= self.box_low.reshape(-1)) & (flat <= self.box_high.reshape(-1))).all(1)
+        log_p = -self.energy(x) - self.log_z
+        return torch.where(inside, log_p, torch.full_like(log_p, -math.inf))
+
+    # -- sampling ---------------------------------------------------------------------------
+    def _chain_starts(self, n: int, init: str) -> torch.Tensor:
+        if init == "noise":
+            return uniform_in_box(n, self.box_low, self.box_high)
+        if init == "buffer":
+            buffer = self.negatives.buffer
+            if buffer is None or not buffer.filled:
+                raise ConfigError("init='buffer' needs a model trained with persistent chains")
+            index = torch.randint(buffer.capacity, (n,), device=buffer.states.device)
+            return buffer.states[index].clone()
+        raise ConfigError(f"unknown init {init!r}; choose noise or buffer")
+
+    def mcmc_kernel(self, name: str | None = None, **options) -> MCMCKernel:
+        """An MCMC kernel on :meth:`model`: one of :data:`MCMC_KERNELS` (default ``nuts``).
+
+        Pyro's ``hmc`` / ``nuts`` or probgen's ``ula`` / ``mala``, built as
+        ``Kernel(self.model, **options)``; they move ``x`` in the unconstrained space of the box
+        (a logit per coordinate), so a draw never leaves it.
+        """
+        name = name or "nuts"
+        if name not in MCMC_KERNELS:
+            raise ConfigError(f"unknown MCMC kernel {name!r}; choose from {list(MCMC_KERNELS)}")
+        return MCMC_KERNELS[name](self.model, **options)
+
+    def mcmc_initial_params(self, num_chains: int) -> dict[str, torch.Tensor]:
+        """Starts for ``pyro.infer.MCMC(..., num_chains=num_chains)``: uniform in the box.
+
+        In the kernels' unconstrained space, shape ``(num_chains, 1, *event_shape)`` (one
+        particle per chain, the default of :meth:`model`).
+        """
+        x = uniform_in_box(num_chains, self.box_low, self.box_high)[:, None]
+        return {"x": biject_to(self._base().support).inv(x)}
+
+    def generate(
+        self,
+        n: int,
+        y=None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        **options,
+    ) -> torch.Tensor:
+        """``n`` draws from ``exp(-E)`` on the box, in model space.
+
+        - ``langevin`` / ``mala``: ``n`` chains of ``steps`` (default ``sample_steps``) steps of
+          size ``step_size`` (default ``sample_step_size`` or the training ``step_size``),
+          started from ``init="noise"`` (uniform in the box) or ``init="buffer"`` (the
+          persistent chains); Langevin's noise is ``noise_std`` (default: the training value).
+        - ``hmc`` / ``nuts``: Pyro's kernel on :meth:`model` with ``min(n, mcmc_chains)``
+          particles moved together, ``steps`` warm-up iterations (default ``mcmc_warmup``), then
+          enough draws per particle for ``n``.
+        """
+        sampler = sampler or self.samplers[0]
+        if sampler not in self.samplers:
+            raise ConfigError(f"unknown sampler {sampler!r}; choose from {self.samplers}")
+        was_training = self.training
+        self.eval()
+        try:
+            if sampler in ("hmc", "nuts"):
+                if options:
+                    raise ConfigError(f"{sampler} takes no options, got {sorted(options)}")
+                chains = min(n, self.config.mcmc_chains)
+                runner = MCMC(
+                    self.mcmc_kernel(sampler),
+                    num_samples=math.ceil(n / chains),
+                    warmup_steps=self.config.mcmc_warmup if steps is None else steps,
+                    disable_progbar=True,
+                )
+                # the particles are independent copies of x in one plate: one chain each;
+                # sample() runs under no_grad, and HMC needs the potential's gradient
+                with torch.enable_grad():
+                    runner.run(num_particles=chains)
+                x = runner.get_samples()["x"].reshape(-1, *self.data_info.event_shape)[:n]
+                return x.detach()
+            step_size = options.pop("step_size", None) or (
+                self.config.sample_step_size or self.config.step_size
+            )
+            x0 = self._chain_starts(n, options.pop("init", "noise"))
+            noise_std = options.pop("noise_std", self.config.noise_std)
+            if options:
+                raise ConfigError(f"unknown {sampler} options {sorted(options)}")
+            n_steps = self.config.sample_steps if steps is None else steps
+            if sampler == "mala":
+                x, _ = mala(
+                    x0,
+                    lambda v: -self.energy(v),
+                    n_steps,
+                    step_size,
+                    clamp=(self.box_low, self.box_high),
+                )
+                return x
+            return langevin_dynamics(
+                x0,
+                score_of(lambda v: -self.energy(v)),
+                n_steps,
+                step_size,
+                noise_std=noise_std,
+                clamp=(self.box_low, self.box_high),
+            )
+        finally:
+            self.train(was_training)

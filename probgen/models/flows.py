@@ -1,0 +1,201 @@
+"""Normalizing flows: exact-likelihood density models as one Pyro ``TransformedDistribution``.
+
+A flow is a bijection ``z = f(x)`` from data (model space) to a standard normal base; this code
+uses the density-direction convention
+
+    log p_x(x) = log N(f(x); 0, I) + log|det df/dx|,
+
+(the outline's ``x = g(z)`` form is the same identity with ``g = f^{-1}`` and
+``log|det dg/dz| = -log|det df/dx|``). The Pyro program is one site,
+``pyro.sample("x", FlowDistribution(N(0, I), f), obs=x)``, so maximum likelihood is SVI with an
+empty guide; :meth:`Flow.loss` computes that objective directly as ``-mean log p(x)``.
+
+Families (``Config.flow``):
+
+- ``realnvp``: affine coupling layers (Dinh et al. 2017);
+- ``maf``: affine masked autoregressive layers (Papamakarios et al. 2017);
+- ``nsf``: rational-quadratic spline, autoregressive (Durkan et al. 2019, RQ-NSF (AR));
+- ``nsf-coupling``: rational-quadratic spline coupling (Durkan et al. 2019, RQ-NSF (C));
+- ``glow``: for images, squeeze then steps of actnorm, invertible 1x1 convolution and affine
+  coupling with a convolutional conditioner (Kingma & Dhariwal 2018).
+
+Vector flows take images flattened. Images (known ``value_range``) first pass through a logit
+layer, part of ``f`` and of its log-determinant, so densities stay exact in model space.
+
+References: Papamakarios et al. 2021, "Normalizing Flows for Probabilistic Modeling and
+Inference"; Rezende & Mohamed 2015, "Variational Inference with Normalizing Flows".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from probgen.config import choice
+from probgen.errors import ConfigError
+from probgen.flows.autoregressive import MaskedAutoregressive
+from probgen.flows.core import Bijection, Compose, Flatten, FlowDistribution
+from probgen.flows.coupling import Coupling
+from probgen.flows.elementwise import Affine, RationalQuadraticSpline
+from probgen.flows.glow import ConvCoupling, Squeeze
+from probgen.flows.linear import ActNorm, BatchNorm, LULinear, Permutation
+from probgen.flows.logit import Logit
+from probgen.models.base import Batch, DataInfo, GenerativeModel
+
+FLOWS = ("realnvp", "maf", "nsf", "nsf-coupling", "glow")
+MIXINGS = ("reverse", "random", "lu")
+NORMS = ("none", "actnorm", "batchnorm")
+
+
+@dataclass
+class FlowConfig:
+    """Hyperparameters of :class:`Flow`.
+
+    Attributes:
+        flow: one of ``realnvp``, ``maf``, ``nsf``, ``nsf-coupling``, ``glow``.
+        transforms: number of coupling / autoregressive layers (Glow: steps).
+        hidden: conditioner hidden widths (Glow: ``hidden[0]`` convolution channels).
+        bins: spline bins ``K`` (``nsf``, ``nsf-coupling``).
+        tail_bound: splines act on ``[-B, B]`` and are the identity outside; ``B = 4`` spends
+            the bins where standardised data lies (benchmarks/results/flows.md compares 3-5).
+        mixing: between layers, ``reverse`` or ``random`` permutation, or ``lu`` (a learned
+            LU-factored linear map after the reversal). Glow always uses 1x1 convolutions.
+        norm: ``none``, ``actnorm`` or ``batchnorm`` before each layer (Glow: always actnorm).
+        activation: conditioner nonlinearity (a name from :mod:`probgen.nn.mlp`).
+        logit_alpha: margin of the logit layer for bounded (image) data.
+    """
+
+    flow: str = choice("nsf", FLOWS)
+    transforms: int = 4
+    hidden: tuple[int, ...] = (64, 64)
+    bins: int = 8
+    tail_bound: float = 4.0
+    mixing: str = choice("reverse", MIXINGS)
+    norm: str = choice("none", NORMS)
+    activation: str = "relu"
+    logit_alpha: float = 0.05
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
+
+
+def _mixing(kind: str, features: int) -> Bijection:
+    if kind == "reverse":
+        return Permutation.reverse(features)
+    if kind == "random":
+        return Permutation.random(features)
+    return LULinear(features, perm=torch.arange(features - 1, -1, -1))
+
+
+def _norm(kind: str, features: int) -> list[Bijection]:
+    return {"none": [], "actnorm": [ActNorm(features)], "batchnorm": [BatchNorm(features)]}[kind]
+
+
+def vector_flow(config: FlowConfig, features: int) -> Compose:
+    """The layers of a ``realnvp`` / ``maf`` / ``nsf`` / ``nsf-coupling`` flow on ``R^features``."""
+    if config.flow in ("nsf", "nsf-coupling"):
+        elementwise = RationalQuadraticSpline(config.bins, config.tail_bound)
+    else:
+        elementwise = Affine()
+    coupling = config.flow in ("realnvp", "nsf-coupling")
+    if coupling and features < 2:
+        raise ConfigError(f"flow={config.flow} needs at least 2 dimensions; use maf or nsf")
+    layer = Coupling if coupling else MaskedAutoregressive
+    steps: list[Bijection] = []
+    for i in range(config.transforms):
+        if i > 0 and features > 1:
+            steps.append(_mixing(config.mixing, features))
+        steps += _norm(config.norm, features)
+        steps.append(layer(features, elementwise, config.hidden, config.activation))
+    return Compose(*steps)
+
+
+def glow_flow(config: FlowConfig, event_shape: tuple[int, ...]) -> Compose:
+    """Squeeze, ``transforms`` steps of actnorm, 1x1 convolution and affine coupling, flatten."""
+    channels, height, width = event_shape
+    if height % 2 or width % 2:
+        raise ConfigError(f"flow=glow needs even image height and width, got {height}x{width}")
+    steps: list[Bijection] = [Squeeze()]
+    for _ in range(config.transforms):
+        steps += [
+            ActNorm(4 * channels),
+            LULinear(4 * channels, init="orthogonal"),
+            ConvCoupling(4 * channels, Affine(), config.hidden[0]),
+        ]
+    steps.append(Flatten((4 * channels, height // 2, width // 2)))
+    return Compose(*steps)
+
+
+class Flow(GenerativeModel):
+    """A normalizing flow ``z = f(x)``, ``z ~ N(0, I)``, fitted by maximum likelihood.
+
+    ``log_prob`` is exact; ``generate`` draws ``f^{-1}(z)``; ``encode`` is ``f`` (to base space,
+    shape ``(N, D)``) and ``decode`` is ``f^{-1}``. See the module docstring for the families.
+    """
+
+    Config = FlowConfig
+    default_steps = 2000
+    samplers = ("exact",)
+    image_range = (0.0, 1.0)
+    dequantize = True
+
+    def __init__(self, config: FlowConfig, data_info: DataInfo):
+        super().__init__(config, data_info)
+        _check_choice("flow", config.flow, FLOWS)
+        _check_choice("mixing", config.mixing, MIXINGS)
+        _check_choice("norm", config.norm, NORMS)
+        if config.transforms < 1 or not config.hidden:
+            raise ConfigError("a flow needs transforms >= 1 and at least one hidden width")
+        event_shape = tuple(data_info.event_shape)
+        dim = data_info.dim
+        steps: list[Bijection] = []
+        if data_info.value_range is not None:
+            steps.append(Logit(*data_info.value_range, alpha=config.logit_alpha))
+        if config.flow == "glow":
+            if len(event_shape) != 3:
+                raise ConfigError("flow=glow needs images (C, H, W); use nsf or maf for vectors")
+            steps.append(glow_flow(config, event_shape))
+        else:
+            steps += [Flatten(event_shape), vector_flow(config, dim)]
+        self.bijection = Compose(*steps)
+        self.register_buffer("base_loc", torch.zeros(dim))
+        self.register_buffer("base_scale", torch.ones(dim))
+
+    def distribution(self) -> FlowDistribution:
+        """``p_x`` as a Pyro distribution: base ``N(0, I)`` pushed through ``f^{-1}``."""
+        base = dist.Normal(self.base_loc, self.base_scale).to_event(1)
+        return FlowDistribution(base, self.bijection, tuple(self.data_info.event_shape))
+
+    def model(self, x=None, y=None):
+        """``x ~ p_x`` for each example: one ``pyro.sample("x", ...)`` site in a plate."""
+        with pyro.plate("data", 1 if x is None else x.shape[0]):
+            return pyro.sample("x", self.distribution(), obs=x)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Negative mean log-likelihood, ``-1/N sum_n log p_x(x_n)`` (nats per example)."""
+        return -self.log_prob(batch.x).mean()
+
+    def log_prob(self, x, y=None):
+        """Exact ``log p_x(x)`` per example, in nats, model space."""
+        return self.distribution().log_prob(x)
+
+    def generate(self, n, y=None, sampler=None, steps=None, **options):
+        """``n`` exact draws ``f^{-1}(z)``, ``z ~ N(0, I)``; a flow has no sampler ``steps``."""
+        if sampler not in (None, *self.samplers):
+            raise ConfigError(f"unknown sampler {sampler!r} for flow; choose from exact")
+        if options:
+            raise ConfigError(f"flow sampling takes no options, got {', '.join(options)}")
+        return self.distribution().rsample((n,))
+
+    def encode(self, x, y=None):
+        """Base-space codes ``z = f(x)``, shape ``(N, D)``."""
+        return self.bijection(x)[0]
+
+    def decode(self, z, y=None):
+        """Model-space data ``x = f^{-1}(z)``, shape ``(N, *event_shape)``."""
+        return self.bijection.inverse(z)

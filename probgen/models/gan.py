@@ -1,0 +1,314 @@
+"""Generative adversarial networks: an implicit Pyro generator trained against a discriminator.
+
+The generator is the Pyro program ``z ~ N(0, I)``, ``x = G(z)`` (a deterministic site): it has
+samples but no density. A discriminator ``D`` learns to tell its draws from the data and ``G``
+learns to fool it, in the game of Goodfellow et al. (2014)
+
+    min_G max_D  E_x[log D(x)] + E_z[log(1 - D(G(z)))]
+
+or one of the variants in :mod:`probgen.infer.adversarial`. The remedies for mode collapse are
+options: PacGAN packing (``pack``), minibatch standard deviation (``minibatch_std``), two
+time-scale learning rates (``lr_g_scale``, ``lr_d_scale``), a generator EMA (``ema_decay``),
+spectral normalisation of ``D`` (``spectral_norm``) and the R1 penalty (``r1_weight``).
+
+References: Goodfellow et al. 2014, "Generative Adversarial Nets"; Lin et al. 2018, "PacGAN";
+Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule" (TTUR); Yazici et al. 2019,
+"The Unusual Effectiveness of Averaging in GAN Training" (EMA); Miyato et al. 2018, "Spectral
+Normalization for Generative Adversarial Networks".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from probgen.errors import ConfigError
+from probgen.infer.adversarial import (
+    ADVERSARIAL_LOSSES,
+    MinibatchStd,
+    gradient_penalty,
+    pack,
+    r1_penalty,
+)
+from probgen.models.base import Batch, DataInfo, GenerativeModel
+from probgen.nn.ema import EMA
+from probgen.nn.mlp import MLP, activation
+
+
+class ConvGenerator(nn.Module):
+    """``z -> (2c, H/2, W/2) -> upsample -> conv -> conv -> tanh``: small images in (-1, 1)."""
+
+    def __init__(self, latent_dim: int, event_shape: tuple[int, ...], channels: int, act: str):
+        super().__init__()
+        c_out, h, w = event_shape
+        self.start_shape = (2 * channels, h // 2, w // 2)
+        self.project = nn.Linear(latent_dim, 2 * channels * (h // 2) * (w // 2))
+        self.body = nn.Sequential(
+            activation(act),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(2 * channels, channels, 3, padding=1),
+            activation(act),
+            nn.Conv2d(channels, c_out, 3, padding=1),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.project(z).reshape(z.shape[0], *self.start_shape))
+
+
+class Discriminator(nn.Module):
+    """``logit = head([features(x), minibatch std])``: an MLP for vectors, a CNN for images.
+
+    ``x`` arrives packed (``in_shape`` has ``pack`` times the data's first dimension); the
+    optional :class:`~probgen.infer.adversarial.MinibatchStd` feature sits before the head.
+    """
+
+    def __init__(self, in_shape: tuple[int, ...], config: GAN.Config):
+        super().__init__()
+        act = config.act
+        if len(in_shape) == 3:  # packed images (m C, H, W)
+            c_in, h, w = in_shape
+            c = config.channels
+            self.features = nn.Sequential(
+                nn.Conv2d(c_in, c, 3, padding=1),
+                activation(act),
+                nn.Conv2d(c, 2 * c, 4, stride=2, padding=1),
+                activation(act),
+            )
+            width, extra = 2 * c * (h // 2) * (w // 2), (h // 2) * (w // 2)
+        else:
+            *hidden, width = config.disc_hidden
+            self.features = nn.Sequential(MLP(in_shape[0], hidden, width, act), activation(act))
+            extra = 1
+        self.minibatch_std = MinibatchStd(config.group_size) if config.minibatch_std else None
+        self.head = nn.Linear(width + (extra if self.minibatch_std else 0), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        if self.minibatch_std is not None:
+            h = self.minibatch_std(h)
+        return self.head(h.flatten(1)).squeeze(-1)
+
+
+def _spectral_normalise(module: nn.Module) -> None:
+    """Divide every linear and convolution weight by its largest singular value."""
+    for layer in list(module.modules()):
+        if isinstance(layer, nn.Linear | nn.Conv2d):
+            spectral_norm(layer)
+
+
+class GAN(GenerativeModel):
+    """A generator ``x = G(z)``, ``z ~ N(0, I)``, trained in an adversarial game with ``D``.
+
+    ``train_step`` updates the discriminator on every call and the generator on every
+    ``n_critic``-th one, each with its own Adam optimiser; ``generate`` draws through the
+    generator's exponential moving average when ``ema_decay`` is set.
+
+    References: Goodfellow et al. 2014, "Generative Adversarial Nets".
+    """
+
+    @dataclass
+    class Config:
+        """Hyperparameters; the defaults are the best configuration measured on the grid.
+
+        At the default 10,000 steps the plain non-saturating game beat every remedy combination
+        measured, so no remedy is on by default; docs/gan.md has the measurements (short of
+        PacGAN-level coverage on the 25-Gaussian grid) and each remedy's effect.
+
+        Attributes:
+            latent_dim: dimension of ``z ~ N(0, I)``.
+            hidden: widths of the generator MLP (vectors).
+            disc_hidden: widths of the discriminator MLP (vectors); the last one is the
+                feature width the head reads.
+            channels: base width of the convolutional networks (images).
+            act: activation of both networks (see :data:`probgen.nn.mlp.ACTIVATIONS`).
+            loss: ``minimax`` (the game as written), ``nonsaturating``, ``wgan-gp`` or
+                ``hinge``.
+            gp_weight: weight of the WGAN-GP gradient penalty (used by ``wgan-gp`` only).
+            r1_weight: ``gamma`` of the R1 penalty ``(gamma / 2) E||grad D(x)||^2``; 0 is off.
+            n_critic: discriminator updates per generator update.
+            pack: PacGAN degree: the discriminator judges packs of this many examples.
+            minibatch_std: append the minibatch standard deviation feature to ``D``.
+            group_size: group size of the minibatch standard deviation.
+            spectral_norm: spectrally normalise every layer of ``D``.
+            lr_g_scale: generator learning rate as a multiple of the fit loop's ``lr``.
+            lr_d_scale: discriminator learning rate as a multiple of ``lr`` (TTUR: > g's).
+            beta1: Adam's first beta; ``None`` means 0 for ``wgan-gp``, 0.5 otherwise.
+            beta2: Adam's second beta; ``None`` means 0.9 for ``wgan-gp``, 0.999 otherwise.
+            ema_decay: decay of the generator's weight average used to sample; ``None`` is
+                off.
+            data_scale: for vector data, the networks work in model space times this factor
+                ``s``: ``D`` reads ``s x`` and samples are ``G(z) / s``. Standardised toys are
+                small in model space (a grid mode is ~0.018 wide); ``s`` restores the scale the
+                published architectures were tuned on. Images ignore it (their range is
+                fixed by ``image_range``).
+        """
+
+        latent_dim: int = 2
+        hidden: tuple[int, ...] = (128, 128, 128)
+        disc_hidden: tuple[int, ...] = (128, 128, 128)
+        channels: int = 32
+        act: str = "leaky_relu"
+        loss: str = field(default="nonsaturating", metadata={"choices": tuple(ADVERSARIAL_LOSSES)})
+        gp_weight: float = 10.0
+        r1_weight: float = 0.0
+        n_critic: int = 1
+        pack: int = 1
+        minibatch_std: bool = False
+        group_size: int = 4
+        spectral_norm: bool = False
+        lr_g_scale: float = 1.0
+        lr_d_scale: float = 1.0
+        beta1: float | None = None
+        beta2: float | None = None
+        ema_decay: float | None = None
+        data_scale: float = 1.0
+
+    default_steps = 10000
+    samplers = ("generator",)
+    image_range = (-1.0, 1.0)
+
+    def __init__(self, config: GAN.Config, data_info: DataInfo):
+        super().__init__(config, data_info)
+        if config.loss not in ADVERSARIAL_LOSSES:
+            raise ConfigError(
+                f"unknown GAN loss {config.loss!r}; choose from {', '.join(ADVERSARIAL_LOSSES)}"
+            )
+        for name in ("n_critic", "pack", "group_size", "latent_dim"):
+            if getattr(config, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
+        if config.data_scale <= 0:
+            raise ConfigError(f"data_scale must be positive, got {config.data_scale}")
+        self.game = ADVERSARIAL_LOSSES[config.loss]
+        shape = tuple(data_info.event_shape)
+        if data_info.kind == "image":
+            if len(shape) != 3 or shape[1] % 2 or shape[2] % 2:
+                raise ConfigError(f"GAN images must be (C, H, W) with even H, W; got {shape}")
+            self.generator = ConvGenerator(config.latent_dim, shape, config.channels, config.act)
+            self.network_scale = 1.0
+        else:
+            self.generator = MLP(config.latent_dim, config.hidden, data_info.dim, config.act)
+            shape = (data_info.dim,)
+            self.network_scale = config.data_scale
+        packed = (config.pack * shape[0], *shape[1:])
+        self.discriminator = Discriminator(packed, config)
+        if config.spectral_norm:
+            _spectral_normalise(self.discriminator)
+        self.generator_ema = (
+            EMA(self.generator, config.ema_decay) if config.ema_decay is not None else None
+        )
+
+    # -- the Pyro program --------------------------------------------------------------------
+    def model(self, x=None, y=None, num_samples: int | None = None, averaged: bool = False):
+        """``z ~ N(0, I)``, ``x = G(z)`` for ``num_samples`` draws (or ``len(x)``).
+
+        The generator is implicit: it has no likelihood, so observed ``x`` only sets the size
+        of the plate. ``averaged=True`` draws through the EMA generator that ``generate`` uses.
+        """
+        n = num_samples if num_samples is not None else (len(x) if x is not None else 1)
+        net = self.generator_ema.module if averaged else self.generator
+        loc = torch.zeros(self.config.latent_dim, device=self.device)
+        with pyro.plate("data", n):
+            z = pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+            out = (net(z) / self.network_scale).reshape(n, *self.data_info.event_shape)
+            return pyro.deterministic("x", out, event_dim=len(self.data_info.event_shape))
+
+    # -- training -----------------------------------------------------------------------------
+    def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        """``[generator Adam, discriminator Adam]`` with the two time-scale learning rates."""
+        cfg = self.config
+        wgan = cfg.loss == "wgan-gp"
+        betas = (
+            cfg.beta1 if cfg.beta1 is not None else (0.0 if wgan else 0.5),
+            cfg.beta2 if cfg.beta2 is not None else (0.9 if wgan else 0.999),
+        )
+        return [
+            torch.optim.Adam(self.generator.parameters(), lr=lr * cfg.lr_g_scale, betas=betas),
+            torch.optim.Adam(self.discriminator.parameters(), lr=lr * cfg.lr_d_scale, betas=betas),
+        ]
+
+    def _network_packs(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-space ``x`` as ``D`` reads it: scaled by ``network_scale``, in packs."""
+        return pack(x * self.network_scale, self.config.pack)
+
+    def _judge(self, x: torch.Tensor) -> torch.Tensor:
+        """Discriminator logits of ``x`` in packs of ``config.pack`` examples."""
+        return self.discriminator(self._network_packs(x))
+
+    def _discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor):
+        """The discriminator's objective with its penalties, and the logits it saw."""
+        cfg = self.config
+        real_logits, fake_logits = self._judge(real), self._judge(fake)
+        loss = self.game.discriminator(real_logits, fake_logits)
+        terms = {}
+        if cfg.loss == "wgan-gp":
+            packed_real, packed_fake = self._network_packs(real), self._network_packs(fake)
+            terms["gradient_penalty"] = gradient_penalty(
+                self.discriminator, packed_real, packed_fake
+            )
+            loss = loss + cfg.gp_weight * terms["gradient_penalty"]
+        if cfg.r1_weight > 0:
+            terms["r1"] = r1_penalty(self.discriminator, self._network_packs(real))
+            loss = loss + 0.5 * cfg.r1_weight * terms["r1"]
+        return loss, real_logits, fake_logits, terms
+
+    def train_step(
+        self, batch: Batch, optimizers: list[torch.optim.Optimizer], step: int
+    ) -> dict[str, torch.Tensor]:
+        """One discriminator update, then a generator update on every ``n_critic``-th step.
+
+        The generator steps when ``step % n_critic == 0``, so each critic update sees a fresh
+        batch of real data (Gulrajani et al. 2017, Algorithm 1). Returns the generator's loss as
+        ``"loss"`` (on the fakes the discriminator just judged, when ``G`` does not step), the
+        discriminator's as ``"loss_d"``, the mean logits and any penalty.
+        """
+        opt_g, opt_d = optimizers
+        real = batch.x[: len(batch.x) - len(batch.x) % self.config.pack]
+        n = len(real)
+
+        with torch.no_grad():
+            fake = self.model(num_samples=n)
+        loss_d, real_logits, fake_logits, terms = self._discriminator_loss(real, fake)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+
+        if step % self.config.n_critic == 0:
+            loss_g = self.game.generator(self._judge(self.model(num_samples=n)))
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            if self.generator_ema is not None:
+                self.generator_ema.update(self.generator)
+        else:
+            loss_g = self.game.generator(fake_logits)
+
+        logs = {
+            "loss": loss_g,
+            "loss_d": loss_d,
+            "d_real": real_logits.mean(),
+            "d_fake": fake_logits.mean(),
+            **terms,
+        }
+        return {k: v.detach() for k, v in logs.items()}
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """The generator's loss against the current discriminator on ``len(batch.x)`` fakes."""
+        n = len(batch.x) - len(batch.x) % self.config.pack
+        return self.game.generator(self._judge(self.model(num_samples=n)))
+
+    # -- sampling --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, n: int, y=None, sampler: str | None = None, steps=None, **options):
+        """``n`` draws ``G(z)`` in model space, through the EMA generator when there is one.
+
+        ``steps`` is accepted for the common interface; one pass of ``G`` needs none.
+        """
+        if sampler not in (None, *self.samplers):
+            raise ConfigError(f"unknown GAN sampler {sampler!r}; choose from {self.samplers}")
+        return self.model(num_samples=n, averaged=self.generator_ema is not None)

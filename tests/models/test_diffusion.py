@@ -1,0 +1,305 @@
+"""The diffusion model: its ELBO against closed forms, its Pyro programs, sampling, saving."""
+
+import math
+
+import pyro
+import pytest
+import safetensors.torch
+import torch
+from torch import nn
+
+from probgen.errors import ConfigError
+from probgen.models.base import Batch, DataInfo
+from probgen.models.diffusion import Diffusion
+
+M, S = 0.5, 0.8  # data N(M, S^2) in every dimension
+VECTOR = DataInfo((2,))
+IMAGE = DataInfo((1, 8, 8), kind="image", value_range=(-1.0, 1.0), levels=17)
+SMALL_NETS = dict(hidden=(16, 16), channels=8, channel_mults=(1, 2))
+SMALL = dict(timesteps=20, **SMALL_NETS)
+
+
+class GaussianDenoiser(nn.Module):
+    """The exact E[target | x_t] for data N(M, S^2) per dimension; target eps, x0 or v."""
+
+    def __init__(self, alpha_bar: torch.Tensor, target: str = "eps"):
+        super().__init__()
+        self.register_buffer("alpha_bar", alpha_bar.float())
+        self.target = target
+
+    def forward(self, x, t):
+        ab = self.alpha_bar[t.long()].reshape(-1, *([1] * (x.dim() - 1)))
+        eps = (1 - ab).sqrt() / (ab * S**2 + 1 - ab) * (x - ab.sqrt() * M)
+        x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+        return {"eps": eps, "x0": x0, "v": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[self.target]
+
+
+class Constant(nn.Module):
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x, t):
+        return torch.full_like(x, self.value)
+
+
+def with_network(model: Diffusion, net: nn.Module) -> Diffusion:
+    model.network = net
+    model.ema.module = net
+    return model
+
+
+def gaussian_model(variance="posterior", parameterization="eps", **overrides) -> Diffusion:
+    config = Diffusion.Config(parameterization=parameterization, variance=variance, **overrides)
+    model = Diffusion(config, VECTOR)
+    denoiser = GaussianDenoiser(model.schedule.alpha_bar64, parameterization)
+    return with_network(model, denoiser)
+
+
+def closed_form_negative_elbo(model: Diffusion, x0: torch.Tensor) -> torch.Tensor:
+    """-ELBO per example of the optimal denoiser, term by term, in float64.
+
+    With x0_hat = E[x_0 | x_t] = M + g (x_t - sqrt(A) M), g = sqrt(A) S^2 / (A S^2 + 1 - A),
+    E_q (x_0 - x0_hat)^2 = (x_0 - M)^2 (1 - g sqrt(A))^2 + g^2 (1 - A) in closed form, and each
+    L_{t-1} is a Gaussian KL whose mean gap is c0_t (x_0 - x0_hat).
+    """
+    sch = model.schedule
+    x0 = x0.double()
+    total = 0.5 * (
+        sch.alpha_bar64[-1] * x0**2 - sch.alpha_bar64[-1] - math.log1p(-sch.alpha_bar64[-1].item())
+    )
+    for k in range(sch.num_steps):
+        A = sch.alpha_bar64[k].item()
+        g = math.sqrt(A) * S**2 / (A * S**2 + 1 - A)
+        sq_err = (x0 - M) ** 2 * (1 - g * math.sqrt(A)) ** 2 + g**2 * (1 - A)
+        if model.config.variance == "beta":
+            var_p = sch.betas64[k].item()
+        else:
+            var_p = sch.posterior_log_variance[k].double().exp().item()
+        if k == 0:
+            total = total + 0.5 * (math.log(2 * math.pi * var_p) + sq_err / var_p)
+        else:
+            var_q = sch.posterior_variance[k].item()
+            c0 = sch.posterior_coef_x0[k].item()
+            total = total + 0.5 * (math.log(var_p / var_q) + (var_q + c0**2 * sq_err) / var_p - 1)
+    return total.sum(-1)
+
+
+def closed_form_simple_loss(model: Diffusion, x0: torch.Tensor) -> float:
+    """E ||eps - eps_hat||^2 per dimension of the optimal denoiser, t uniform."""
+    values = []
+    for A in model.schedule.alpha_bar64.tolist():
+        h = math.sqrt(1 - A) / (A * S**2 + 1 - A)
+        values.append((1 - h * math.sqrt(1 - A)) ** 2 + h**2 * A * (x0.double() - M) ** 2)
+    return torch.stack(values).mean().item()
+
+
+X0 = torch.tensor([M + 2 * S, M - 0.5 * S])
+
+
+@pytest.mark.parametrize(
+    ("variance", "parameterization"), [("posterior", "eps"), ("beta", "x0"), ("posterior", "v")]
+)
+def test_elbo_equals_its_closed_form_on_gaussian_data(variance, parameterization):
+    torch.manual_seed(0)
+    model = gaussian_model(variance, parameterization, timesteps=30, schedule="linear")
+    x = X0.expand(20_000, 2)
+    values = model.elbo(x)
+    expected = -closed_form_negative_elbo(model, X0).item()
+    stderr = values.std().item() / math.sqrt(len(values))
+    assert values.mean().item() == pytest.approx(expected, abs=4 * stderr + 1e-3)
+    # the one-t estimates average to the same bound
+    estimate = model.elbo(x, t_samples=4)
+    stderr = estimate.std().item() / math.sqrt(len(estimate))
+    assert estimate.mean().item() == pytest.approx(expected, abs=4 * stderr + 1e-3)
+
+
+def test_elbo_objective_is_an_unbiased_estimate_of_the_negative_elbo():
+    torch.manual_seed(1)
+    model = gaussian_model("posterior", timesteps=30, schedule="cosine", objective="elbo")
+    batch = Batch(X0.expand(4000, 2))
+    losses = torch.stack([model.loss(batch) for _ in range(50)])
+    expected = closed_form_negative_elbo(model, X0).item() / 2  # nats per dimension
+    stderr = losses.std().item() / math.sqrt(len(losses))
+    assert losses.mean().item() == pytest.approx(expected, abs=4 * stderr)
+
+
+def test_simple_objective_equals_its_closed_form():
+    torch.manual_seed(2)
+    model = gaussian_model("posterior", timesteps=30, objective="simple")
+    loss = model.loss(Batch(X0.expand(100_000, 2))).item()
+    assert loss == pytest.approx(closed_form_simple_loss(model, X0), rel=0.02)
+
+
+def test_pyro_program_elbo_matches_the_analytic_bound():
+    """Pyro's Trace_ELBO on model/guide estimates the same bound as the closed form."""
+    pyro.clear_param_store()
+    torch.manual_seed(3)
+    model = gaussian_model(
+        "posterior", timesteps=5, schedule="given", betas=(0.1, 0.2, 0.3, 0.5, 0.7)
+    )
+    x = X0.expand(10, 2)
+    elbo = pyro.infer.Trace_ELBO(num_particles=4000, vectorize_particles=True, max_plate_nesting=1)
+    losses = torch.stack([elbo.differentiable_loss(model.model, model.guide, x) for _ in range(5)])
+    expected = 10 * closed_form_negative_elbo(model, X0).item()
+    assert losses.mean().item() == pytest.approx(expected, rel=0.003)
+
+
+def test_pyro_model_is_the_reverse_chain():
+    model = gaussian_model("posterior", timesteps=6)
+    trace = pyro.poutine.trace(model.model).get_trace(num_samples=3)
+    sites = [name for name in trace.nodes if name.startswith("x_")]
+    assert sites == [f"x_{t}" for t in range(6, -1, -1)]
+    assert trace.nodes["x_0"]["value"].shape == (3, 2)
+    observed = pyro.poutine.trace(model.model).get_trace(X0.expand(4, 2))
+    assert observed.nodes["x_0"]["is_observed"]
+    guide = pyro.poutine.trace(model.guide).get_trace(X0.expand(4, 2))
+    assert [n for n in guide.nodes if n.startswith("x_")] == [f"x_{t}" for t in range(1, 7)]
+    assert not list(guide.param_nodes)
+
+
+def test_ddim_with_eta_one_on_every_step_is_the_ancestral_sampler():
+    model = gaussian_model("posterior", timesteps=100, schedule="linear")
+    model.min_log_snr = -30.0  # DDIM starts at t = T too
+    anc = model.generate(2000, sampler="ancestral", generator=torch.Generator().manual_seed(0))
+    ddim = model.generate(
+        2000, sampler="ddim", steps=100, eta=1.0, generator=torch.Generator().manual_seed(0)
+    )
+    torch.testing.assert_close(anc, ddim, rtol=1e-4, atol=1e-5)
+    other = model.generate(20_000, sampler="ddim", steps=100, eta=1.0)
+    assert other.mean().item() == pytest.approx(M, abs=0.03)
+    assert other.std().item() == pytest.approx(S, rel=0.05)
+
+
+@pytest.mark.parametrize("parameterization", ["eps", "x0", "v"])
+def test_every_parameterization_samples_the_data_with_the_exact_denoiser(parameterization):
+    torch.manual_seed(4)
+    model = gaussian_model("posterior", parameterization, timesteps=1000)
+    for sampler, steps in (("ddim", 100), ("dpm++2m", 20)):
+        x = model.generate(20_000, sampler=sampler, steps=steps)
+        assert x.mean().item() == pytest.approx(M, abs=0.02)
+        assert x.std().item() == pytest.approx(S, rel=0.03)
+
+
+def test_encode_decode_round_trip():
+    model = gaussian_model("posterior", timesteps=200, schedule="linear")
+    model.min_log_snr = -30.0
+    x = M + S * torch.randn(500, 2, generator=torch.Generator().manual_seed(5))
+    z = model.encode(x, steps=200)
+    assert z.shape == x.shape
+    torch.testing.assert_close(model.decode(z, steps=200), x, rtol=0, atol=0.05)
+
+
+@pytest.mark.parametrize("info", [VECTOR, IMAGE], ids=["vector", "image"])
+@pytest.mark.parametrize("parameterization", ["eps", "x0", "v"])
+def test_every_sampler_gives_the_event_shape_on_the_model_device(info, parameterization):
+    model = Diffusion(Diffusion.Config(parameterization=parameterization, **SMALL), info)
+    for sampler in model.samplers:
+        for steps in (None, 4):
+            out = model.generate(3, sampler=sampler, steps=steps)
+            assert out.shape == (3, *info.event_shape)
+            assert out.device == model.device
+            assert torch.isfinite(out).all()
+
+
+def test_only_images_are_clipped_to_their_range():
+    config = Diffusion.Config(
+        parameterization="x0", variance="posterior", objective="simple", **SMALL
+    )
+    vector = with_network(Diffusion(config, VECTOR), Constant(5.0))
+    image = with_network(Diffusion(config, IMAGE), Constant(5.0))
+    for sampler in Diffusion.samplers:
+        assert vector.generate(4, sampler=sampler).min().item() == pytest.approx(5.0, rel=1e-4)
+        assert image.generate(4, sampler=sampler).max().item() <= 1.0
+
+
+@pytest.mark.parametrize("info", [VECTOR, IMAGE], ids=["vector", "image"])
+def test_train_step_logs_terms_and_moves_the_average(info):
+    torch.manual_seed(6)
+    model = Diffusion(Diffusion.Config(**SMALL), info)
+    optimizers = model.configure_optimizers(1e-3)
+    before = [p.clone() for p in model.ema.module.parameters()]
+    x = torch.rand(8, *info.event_shape) * 2 - 1
+    logs = model.train_step(Batch(x), optimizers, step=0)
+    assert set(logs) == {"loss", "mse", "vlb"}
+    assert all(v.dim() == 0 and not v.requires_grad for v in logs.values())
+    moved = [not torch.equal(a, b) for a, b in zip(before, model.ema.module.parameters())]
+    assert any(moved)
+
+
+def test_state_dict_round_trip_through_safetensors():
+    torch.manual_seed(7)
+    config = Diffusion.Config(**SMALL)
+    model = Diffusion(config, VECTOR)
+    optimizers = model.configure_optimizers(1e-2)
+    for step in range(3):
+        model.train_step(Batch(torch.randn(16, 2)), optimizers, step)
+    state = safetensors.torch.load(safetensors.torch.save(model.state_dict()))
+    assert not any(key.startswith("schedule.") for key in state)
+    rebuilt = Diffusion(config, VECTOR)
+    rebuilt.load_state_dict(state)
+    x = torch.randn(5, 2)
+    for sampler in Diffusion.samplers:
+        a = model.generate(5, sampler=sampler, generator=torch.Generator().manual_seed(1))
+        b = rebuilt.generate(5, sampler=sampler, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(a, b)
+    torch.manual_seed(8)
+    bound = model.elbo(x)
+    torch.manual_seed(8)
+    torch.testing.assert_close(rebuilt.elbo(x), bound)
+
+
+def test_learned_variance_interpolates_between_beta_and_posterior_in_log_space():
+    model = Diffusion(Diffusion.Config(variance="learned", **SMALL), VECTOR)
+    k = torch.arange(20)
+    log_var = model._reverse_log_variance(k, torch.full((20, 2), 1.0), 2)
+    torch.testing.assert_close(log_var, model.schedule.log_betas[:, None].expand(20, 2))
+    log_var = model._reverse_log_variance(k, torch.full((20, 2), -1.0), 2)
+    expected = model.schedule.posterior_log_variance[:, None].expand(20, 2)
+    torch.testing.assert_close(log_var, expected)
+
+
+def test_ode_samplers_start_where_the_log_snr_reaches_its_floor():
+    model = Diffusion(Diffusion.Config(timesteps=1000, schedule="cosine", **SMALL_NETS), VECTOR)
+    start = model.schedule.last_index_above(Diffusion.min_log_snr)
+    ab = model.schedule.alpha_bar64
+    assert math.log(ab[start] / (1 - ab[start])) >= Diffusion.min_log_snr
+    assert math.log(ab[start + 1] / (1 - ab[start + 1])) < Diffusion.min_log_snr
+    assert model._sampler_steps("ddim", 50)[0] == start
+    assert model._sampler_steps("ancestral", None) == list(range(999, -1, -1))
+
+
+def test_bad_options_are_config_errors():
+    with pytest.raises(ConfigError, match="parameterization"):
+        Diffusion(Diffusion.Config(parameterization="score"), VECTOR)
+    with pytest.raises(ConfigError, match="learned"):
+        Diffusion(Diffusion.Config(variance="learned", objective="simple"), VECTOR)
+    model = Diffusion(Diffusion.Config(**SMALL), VECTOR)
+    with pytest.raises(ConfigError, match="steps"):
+        model.generate(2, sampler="ddim", steps=21)
+    with pytest.raises(ConfigError, match="sampler"):
+        model.generate(2, sampler="euler")
+    with pytest.raises(ConfigError, match="unconditional"):
+        model.generate(2, y=torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.slow
+def test_fits_8gaussians_and_covers_every_mode():
+    """The benchmark's setting (benchmarks/results/diffusion.md): 6000 steps of batch 512."""
+    from probgen.data.preprocess import Standardize
+    from probgen.data.toys import MIXTURES, sample_toy
+    from probgen.metrics.modes import mode_statistics
+
+    torch.manual_seed(0)
+    data = torch.from_numpy(sample_toy("8gaussians", 50_000, seed=0))
+    pre = Standardize.fit(data)
+    x = pre.forward(data)
+    model = Diffusion(Diffusion.Config(), VECTOR)
+    optimizers = model.configure_optimizers(1e-3)
+    for step in range(6000):
+        model.train_step(Batch(x[torch.randint(len(x), (512,))]), optimizers, step)
+    centres, std = MIXTURES["8gaussians"]
+    samples = pre.inverse(model.generate(2500, sampler="dpm++2m", steps=20))
+    stats = mode_statistics(samples.numpy(), centres, std)
+    assert stats["modes"] == 8
+    assert stats["high_quality"] >= 0.9

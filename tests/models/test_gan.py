@@ -1,0 +1,210 @@
+import dataclasses
+
+import pyro
+import pytest
+import torch
+
+from probgen.errors import ConfigError
+from probgen.infer.adversarial import nonsaturating_generator_loss, pack
+from probgen.models.base import Batch, DataInfo
+from probgen.models.gan import GAN
+
+VECTORS = DataInfo((2,))
+IMAGES = DataInfo((1, 8, 8), kind="image", value_range=(-1.0, 1.0), levels=17)
+SMALL = {"latent_dim": 4, "hidden": (16, 16), "disc_hidden": (16, 16), "channels": 4}
+
+
+def small_gan(data_info=VECTORS, **overrides):
+    return GAN(GAN.Config(**{**SMALL, **overrides}), data_info)
+
+
+def snapshot(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(module, before):
+    return any(not torch.equal(p, q) for p, q in zip(module.parameters(), before))
+
+
+def test_model_is_an_implicit_pyro_program():
+    gan = small_gan()
+    trace = pyro.poutine.trace(gan.model).get_trace(num_samples=5)
+    z, x = trace.nodes["z"], trace.nodes["x"]
+    assert z["type"] == "sample" and z["value"].shape == (5, 4)
+    assert x["infer"].get("_deterministic") and x["value"].shape == (5, 2)
+    torch.testing.assert_close(x["value"], gan.generator(z["value"]) / gan.config.data_scale)
+    # Observed data only sets the size of the plate: there is no likelihood to condition on.
+    assert gan.model(torch.zeros(7, 2)).shape == (7, 2)
+
+
+def test_generate_shapes_and_sampler_names():
+    assert small_gan().generate(6).shape == (6, 2)
+    images = small_gan(IMAGES).generate(3, sampler="generator")
+    assert images.shape == (3, 1, 8, 8) and images.abs().max() <= 1.0
+    with pytest.raises(ConfigError, match="sampler"):
+        small_gan().generate(2, sampler="langevin")
+
+
+def test_generate_uses_the_ema_generator():
+    gan = small_gan(ema_decay=0.5)
+    with torch.no_grad():
+        gan.generator_ema.module[0].weight.add_(1.0)
+    torch.manual_seed(0)
+    averaged = gan.generate(4)
+    torch.manual_seed(0)
+    raw = gan.model(num_samples=4)
+    torch.manual_seed(0)
+    torch.testing.assert_close(averaged, gan.model(num_samples=4, averaged=True))
+    assert not torch.allclose(averaged, raw)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"loss": "minimax", "pack": 1},
+        {"loss": "nonsaturating", "minibatch_std": True, "r1_weight": 1.0},
+        {"loss": "wgan-gp", "spectral_norm": True},
+        {"loss": "hinge", "pack": 2},
+    ],
+)
+def test_one_adversarial_step_updates_both_networks(overrides):
+    gan = small_gan(**overrides)
+    optimizers = gan.configure_optimizers(1e-3)
+    g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
+    logs = gan.train_step(Batch(torch.randn(16, 2)), optimizers, step=0)
+    assert changed(gan.generator, g0) and changed(gan.discriminator, d0)
+    assert {"loss", "loss_d", "d_real", "d_fake"} <= set(logs)
+    assert all(v.dim() == 0 and not v.requires_grad for v in logs.values())
+    if overrides["loss"] == "wgan-gp":
+        assert logs["gradient_penalty"] >= 0
+    if overrides.get("r1_weight"):
+        assert logs["r1"] >= 0
+
+
+def test_image_step_updates_both_networks():
+    gan = small_gan(IMAGES, pack=2, minibatch_std=True)
+    optimizers = gan.configure_optimizers(1e-3)
+    g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
+    gan.train_step(Batch(torch.rand(8, 1, 8, 8) * 2 - 1), optimizers, step=0)
+    assert changed(gan.generator, g0) and changed(gan.discriminator, d0)
+
+
+def test_n_critic_steps_the_generator_every_nth_call():
+    gan = small_gan(n_critic=3, ema_decay=None)
+    optimizers = gan.configure_optimizers(1e-3)
+    g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
+    gan.train_step(Batch(torch.randn(16, 2)), optimizers, step=1)
+    assert changed(gan.discriminator, d0) and not changed(gan.generator, g0)
+    gan.train_step(Batch(torch.randn(16, 2)), optimizers, step=3)
+    assert changed(gan.generator, g0)
+
+
+def test_ema_tracks_the_generator_after_each_generator_step():
+    gan = small_gan(ema_decay=0.75)
+    optimizers = gan.configure_optimizers(1e-2)
+    before = snapshot(gan.generator_ema.module)
+    gan.train_step(Batch(torch.randn(16, 2)), optimizers, step=0)
+    for ema, old, new in zip(
+        gan.generator_ema.module.parameters(), before, gan.generator.parameters()
+    ):
+        torch.testing.assert_close(ema, 0.75 * old + 0.25 * new.detach())
+
+
+def test_train_step_drops_the_remainder_that_does_not_pack():
+    gan = small_gan(pack=4)
+    logs = gan.train_step(Batch(torch.randn(10, 2)), gan.configure_optimizers(1e-3), step=0)
+    assert torch.isfinite(logs["loss"])
+
+
+def test_loss_is_the_generators_objective():
+    gan = small_gan(pack=1, data_scale=1.0)
+    batch = Batch(torch.randn(8, 2))
+    torch.manual_seed(3)
+    loss = gan.loss(batch)
+    torch.manual_seed(3)
+    expected = nonsaturating_generator_loss(gan.discriminator(gan.model(num_samples=8)))
+    torch.testing.assert_close(loss, expected)
+
+
+def test_data_scale_is_seen_by_the_networks_only():
+    gan = small_gan(pack=2, data_scale=4.0)
+    torch.manual_seed(0)
+    samples = gan.generate(6)
+    torch.manual_seed(0)
+    z = pyro.poutine.trace(gan.model).get_trace(num_samples=6).nodes["z"]["value"]
+    torch.testing.assert_close(samples, gan.generator(z) / 4.0)
+    x = torch.randn(6, 2)
+    torch.testing.assert_close(gan._judge(x), gan.discriminator(pack(4.0 * x, 2)))
+    # Images keep their fixed range: the scale applies to vectors only.
+    images = small_gan(IMAGES, data_scale=4.0)
+    assert images.network_scale == 1.0 and images.generate(3).abs().max() <= 1.0
+
+
+def test_optimizers_two_time_scales_and_betas():
+    opt_g, opt_d = small_gan(lr_g_scale=0.5, lr_d_scale=2.0).configure_optimizers(1e-3)
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(5e-4)
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(2e-3)
+    assert opt_g.param_groups[0]["betas"] == (0.5, 0.999)
+    opt_g, _ = small_gan(loss="wgan-gp").configure_optimizers(1e-3)
+    assert opt_g.param_groups[0]["betas"] == (0.0, 0.9)
+    opt_g, _ = small_gan(loss="wgan-gp", beta1=0.5).configure_optimizers(1e-3)
+    assert opt_g.param_groups[0]["betas"] == (0.5, 0.9)
+    gan = small_gan()
+    opt_g, opt_d = gan.configure_optimizers(1e-3)
+    assert {id(p) for g in opt_g.param_groups for p in g["params"]} == {
+        id(p) for p in gan.generator.parameters()
+    }
+    assert {id(p) for g in opt_d.param_groups for p in g["params"]} == {
+        id(p) for p in gan.discriminator.parameters()
+    }
+
+
+@pytest.mark.parametrize("data_info", [VECTORS, IMAGES])
+def test_state_dict_round_trip_rebuilt_from_config(data_info):
+    overrides = {"spectral_norm": True, "minibatch_std": True, "pack": 2, "ema_decay": 0.9}
+    gan = small_gan(data_info, **overrides)
+    optimizers = gan.configure_optimizers(1e-2)
+    x = torch.rand(8, *data_info.event_shape) * 2 - 1
+    for step in range(3):
+        gan.train_step(Batch(x), optimizers, step)
+    rebuilt = GAN(dataclasses.replace(gan.config), data_info)
+    rebuilt.load_state_dict(gan.state_dict())
+    torch.manual_seed(1)
+    expected = gan.generate(5)
+    torch.manual_seed(1)
+    torch.testing.assert_close(rebuilt.generate(5), expected)
+    gan.eval()
+    rebuilt.eval()
+    torch.testing.assert_close(rebuilt.discriminator(pack(x, 2)), gan.discriminator(pack(x, 2)))
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="unknown GAN loss"):
+        small_gan(loss="least-squares")
+    with pytest.raises(ConfigError, match="pack"):
+        small_gan(pack=0)
+    with pytest.raises(ConfigError, match="data_scale"):
+        small_gan(data_scale=0.0)
+    with pytest.raises(ConfigError, match="even"):
+        small_gan(DataInfo((1, 7, 7), kind="image"))
+
+
+def test_fit_loop_trains_saves_and_reloads_a_gan(tmp_path):
+    from probgen.runs import load_model
+    from probgen.train import fit
+
+    options = {**SMALL, "spectral_norm": True, "pack": 2}
+    model = fit("gan", "8gaussians", tmp_path / "run", steps=4, quiet=True, options=options)
+    assert [row["step"] for row in model_history(tmp_path / "run")] == [1, 2, 3, 4]
+    reloaded = load_model(tmp_path / "run")
+    torch.manual_seed(0)
+    expected = model.sample(5)
+    torch.manual_seed(0)
+    torch.testing.assert_close(reloaded.sample(5), expected)
+    assert expected.shape == (5, 2)
+
+
+def model_history(path):
+    from probgen.runs import Run
+
+    return Run(path).read_history()
