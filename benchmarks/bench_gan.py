@@ -29,7 +29,7 @@ from probgen.train import fit
 
 # name -> overrides of GAN.Config; "default" is GAN.Config() itself.
 PLAIN = {"pack": 1, "minibatch_std": False, "lr_g_scale": 1.0, "lr_d_scale": 1.0}
-PLAIN.update(ema_decay=None, r1_weight=0.0)
+PLAIN.update(ema_decay=None, r1_weight=0.0, data_scale=1.0)
 REMEDIES = {**PLAIN, "loss": "nonsaturating", "minibatch_std": True, "lr_g_scale": 0.2}
 REMEDIES.update(ema_decay=0.999)
 # Models with an EMA are also scored through the raw generator: the EMA's effect, same run.

@@ -15,6 +15,7 @@ Usage: python benchmarks/bench_scale.py [--models vae,diffusion] [--nproc 2] [--
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,9 @@ def fit(model, data, out, steps, batch, nproc, device="cpu", extra=()):
         str(nproc),
         *extra,
     ]
-    subprocess.run(command, check=True)
+    # one thread per process on both sides (torchrun sets this itself for its workers)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(command, check=True, env=env)
 
 
 def cpu_scaling(args, tmp: Path):

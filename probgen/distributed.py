@@ -63,15 +63,22 @@ class LossModule(nn.Module):
         self.model = model
 
     def forward(self, x, y=None):
+        # tells the optimisers' pre-step hooks that DDP has already averaged these gradients
+        self.model.__dict__["_gradients_synchronised"] = True
         return self.model.loss(Batch(x, y))
 
 
-def wrap_loss(model: GenerativeModel, group: ProcessGroup) -> None:
-    """Route the model's default ``train_step`` through DDP over its loss.
+def synchronise(model: GenerativeModel, optimizers, group: ProcessGroup) -> None:
+    """Make every process take the same update.
 
-    DDP broadcasts rank 0's parameters and buffers, so every process starts identical; all
-    parameters must exist before this call. ``find_unused_parameters`` is on because some
-    options leave parameters out of the loss (a Bernoulli VAE's observation scale).
+    The model's default ``train_step`` (and any that calls ``distributed_loss``) runs its loss
+    through :class:`DistributedDataParallel`, which broadcasts rank 0's parameters and buffers
+    at construction and averages gradients during ``backward``. Families whose step is not one
+    loss (the GAN's two games, the EBM's contrastive step, diffusion's clipped step) compute
+    their own gradients; for them each optimiser averages its gradients across processes
+    (``all_reduce``) in a pre-step hook, the same arithmetic DDP performs. All parameters must
+    exist before this call; ``find_unused_parameters`` is on because some options leave
+    parameters out of the loss (a Bernoulli VAE's observation scale).
     """
     if not group.active:
         return
@@ -80,6 +87,25 @@ def wrap_loss(model: GenerativeModel, group: ProcessGroup) -> None:
         LossModule(model), device_ids=device_ids, find_unused_parameters=True
     )
     model.use_distributed_loss(ddp)
+    for optimizer in optimizers:
+        optimizer.register_step_pre_hook(_average_gradients_hook(model, group))
+
+
+def _average_gradients_hook(model: GenerativeModel, group: ProcessGroup):
+    def hook(optimizer, args, kwargs):
+        if model.__dict__.pop("_gradients_synchronised", False):
+            return
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if grads:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            flat /= group.world_size
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+
+    return hook
 
 
 def barrier(group: ProcessGroup) -> None:

@@ -27,7 +27,7 @@ from probgen.distributed import (
     barrier,
     init_process_group,
     shutdown,
-    wrap_loss,
+    synchronise,
 )
 from probgen.errors import ConfigError, ProbgenError, RunError, TrainingDiverged
 from probgen.models.base import Batch, DataInfo, GenerativeModel
@@ -306,9 +306,10 @@ def fit(
         model: which model.
         data: a dataset name or path (see :func:`probgen.data.load_dataset`), or a Dataset.
         out: the run directory to write; ``None`` keeps everything in memory.
-        steps / epochs: the training budget (default: the model's ``default_steps``).
-        options: hyperparameters as a dict or ``["key=value", ...]``; ``config_file`` a JSON
-            file of them (applied first).
+        steps: the training budget in steps (default: the model's ``default_steps``).
+        epochs: the training budget in epochs, instead of ``steps``.
+        options: hyperparameters as a dict or ``["key=value", ...]``.
+        config_file: a JSON file of hyperparameters, applied before ``options``.
         resume: continue the run in ``out`` from its last checkpoint (model, optimiser and RNG
             state); ``steps`` is then the total to reach.
         overwrite: replace an existing run in ``out`` instead of refusing.
@@ -435,7 +436,7 @@ def _fit(s: FitSettings, group: ProcessGroup) -> GenerativeModel:
         writer.write_config(config_payload(model, net, dataset.spec, seed))
         writer.save_checkpoint(net, optimizers, state, history, stream.state_tensors())
     if group.active:
-        wrap_loss(net, group)
+        synchronise(net, optimizers, group)
         seed_everything(seed + 7919 * group.rank)  # distinct noise per process, same weights
 
     state.target_steps = target

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from probgen.cli.main import main
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "cli.md"

@@ -3,16 +3,31 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from probgen.runs import load_model
 from probgen.train import fit
 from tests.models.test_registry import USER_MODEL
 
+OWN_STEP = """
 
-def test_two_processes_match_one_on_the_same_global_batch(tmp_path):
-    (tmp_path / "gauss.py").write_text(USER_MODEL)
-    spec = f"{tmp_path / 'gauss.py'}:Gaussian"
+class OwnStep(Gaussian):
+    # computes its own gradients, as the GAN, the EBM and diffusion do
+    def train_step(self, batch, optimizers, step):
+        (optimizer,) = optimizers
+        optimizer.zero_grad()
+        loss = self.loss(batch)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.detach()}
+"""
+
+
+@pytest.mark.parametrize("cls", ["Gaussian", "OwnStep"])
+def test_two_processes_match_one_on_the_same_global_batch(tmp_path, cls):
+    (tmp_path / "gauss.py").write_text(USER_MODEL + OWN_STEP)
+    spec = f"{tmp_path / 'gauss.py'}:{cls}"
     common = ["-d", "moons", "--steps", "6", "--batch-size", "64", "--lr", "0.05", "-q"]
     launched = subprocess.run(
         [

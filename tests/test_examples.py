@@ -8,7 +8,10 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMOKE = {
+    "compare_families.py": ["--smoke"],
     "custom_model.py": ["--smoke"],
+    "families_on_a_toy.py": ["--smoke"],
+    "families_on_digits.py": ["--smoke"],
     "vae_digits.py": ["--smoke"],
     "vae_moons.py": ["--smoke"],
 }

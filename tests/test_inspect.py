@@ -55,3 +55,25 @@ def test_plots_are_written(vae_idata, tmp_path):
     names = pg_inspect.write_plots(vae_idata, tmp_path)
     assert {"trace.png", "forest.png", "pair.png"} <= set(names)
     assert all((tmp_path / n).stat().st_size > 1000 for n in names)
+
+
+@pytest.mark.filterwarnings("ignore:num_chains")
+def test_chains_of_a_score_model_read_by_arviz():
+    from probgen.train import fit
+
+    model = fit(
+        "score",
+        "moons",
+        None,
+        steps=5,
+        quiet=True,
+        options={"hidden": (16, 16), "num_scales": 3, "n_steps_each": 1},
+    )
+    idata = pg_inspect.mcmc_inference_data(
+        model, None, num_samples=30, warmup_steps=5, num_chains=2
+    )
+    assert idata.posterior["x"].shape == (2, 30, 2)
+    assert "divergences" in idata.sample_stats or "diverging" in idata.sample_stats
+    table = pg_inspect.summary(idata)
+    assert {"r_hat", "ess_bulk", "mcse_mean"} <= set(table.columns)
+    assert table.equals(az.summary(idata, kind="all"))

@@ -106,8 +106,9 @@ def evaluate_samples(
     """Metrics of ``samples`` against ``reference``, both in data units, as ``{name: value}``.
 
     Args:
-        samples, reference: arrays or tensors, ``(N, D)`` for ``kind="vector"``, ``(N, C, H, W)``
-            for ``kind="image"``; all rows are used.
+        samples: array or tensor, ``(N, D)`` for ``kind="vector"``, ``(N, C, H, W)`` for
+            ``kind="image"``; all rows are used.
+        reference: the data to compare with, in the same shape and units.
         metrics: names from :data:`SAMPLE_METRICS`; ``None`` picks the defaults for the kind
             (images: all of :data:`IMAGE_METRICS`, ``is`` only if the extractor has classes;
             vectors: mmd, swd and precision/recall/density/coverage, plus the mode metrics when

@@ -9,8 +9,8 @@ with ``mu_theta(x_t, t) = c0_t x0_hat(x_t, t) + ct_t x_t``, the mean of the forw
 ``q(x_{t-1} | x_t, x_0)`` at the network's estimate of ``x_0``. The network predicts ``eps``,
 ``x0`` or ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0``; the variance is ``beta_t``, the
 posterior variance ``betatilde_t``, or learned as ``log sigma^2 = (1+v)/2 log beta_t +
-(1-v)/2 log betatilde_t``. The chain's negative ELBO splits into closed-form terms
-(Ho et al. 2020, eq. 5):
+(1-v)/2 log betatilde_t`` with ``v = tanh(network output)`` in [-1, 1]. The chain's negative
+ELBO splits into closed-form terms (Ho et al. 2020, eq. 5):
 
     -ELBO(x_0) = L_T + sum_{t=2}^T L_{t-1} + L_0,
     L_T     = KL(q(x_T | x_0) || N(0, I)),
@@ -202,7 +202,10 @@ class Diffusion(GenerativeModel):
         out = net(flat, t.expand(flat.shape[0]))
         var_interp = None
         if self._learned:
-            out, var_interp = out.chunk(2, dim=1)
+            out, raw = out.chunk(2, dim=1)
+            # tanh keeps log sigma^2 between log betatilde and log beta: an unbounded v
+            # extrapolated the variance to overflow in a 40k-step run
+            var_interp = raw.tanh()
         if flat is not x:
             out = out.reshape(x.shape)
             var_interp = None if var_interp is None else var_interp.reshape(x.shape)

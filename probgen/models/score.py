@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from probgen.errors import ConfigError
-from probgen.infer.langevin import annealed_langevin_dynamics, langevin_dynamics
+from probgen.infer.langevin import ULA, annealed_langevin_dynamics, langevin_dynamics
 from probgen.infer.sde import VESDE, VPSDE, ScoreSDE, SubVPSDE, ode_log_prob, ode_sample, pc_sample
 from probgen.models.base import Batch, DataInfo, GenerativeModel
 from probgen.nn import EMA, MLP, SinusoidalEmbedding
@@ -309,6 +309,33 @@ class ScoreModel(GenerativeModel):
         if self.data_info.value_range is not None:
             x = x.clamp(*self.data_info.value_range)
         return x
+
+    def mcmc_kernel(self, name: str | None = None, step_size: float = 1e-3) -> ULA:
+        """Unadjusted Langevin on the learned score at the smallest noise level, as a Pyro
+        ``MCMCKernel`` over one site ``x`` (so ``pyro.infer.MCMC`` runs chains that
+        ``arviz.from_pyro`` reads; ``probgen inspect`` uses it)."""
+        if name not in (None, "ula"):
+            raise ConfigError(f"score models offer the 'ula' kernel, not {name!r}")
+        net = self.sampling_net
+        if self.config.sde in ("ncsn", "ve"):
+            sigma = float(self.sigmas()[-1])
+
+            def score(x):
+                return self.score(x, sigma=x.new_full((len(x),), sigma), net=net)
+        else:
+
+            def score(x):
+                return self.score(x, t=x.new_full((len(x),), 1e-3), net=net)
+
+        def score_fn(params):
+            with torch.no_grad():
+                return {"x": score(params["x"][None])[0]}
+
+        return ULA(score_fn=score_fn, step_size=step_size)
+
+    def mcmc_initial_params(self, num_chains: int) -> dict[str, torch.Tensor]:
+        """Chain starts drawn from the model itself, so the chains begin in its typical set."""
+        return {"x": self.generate(num_chains)}
 
     def supports(self, method: str) -> bool:
         """``log_prob`` needs an SDE (the ODE); the NCSN ladder has none."""

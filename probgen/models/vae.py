@@ -61,7 +61,10 @@ class VAEConfig:
 
 
 class VAE(GenerativeModel):
-    """A VAE whose ``model`` and ``guide`` are Pyro programs; see the module docstring."""
+    """Variational autoencoder: z ~ N(0, I), x ~ p(x | z), amortised guide q(z | x), by SVI.
+
+    ``model`` and ``guide`` are Pyro programs; see the module docstring for the options.
+    """
 
     Config = VAEConfig
     default_steps = 3000

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from probgen.cli.main import main
 
 TINY = ["--set", "hidden=16", "--set", "latent_dim=2", "--set", "aggregate_components=2"]
@@ -95,7 +96,7 @@ def test_samples_come_back_in_data_units(tmp_path):
 def test_evaluate_writes_metrics(moons_run):
     result = invoke("evaluate", moons_run, "-m", "elbo,nll_is,mmd", "--particles", 10, "--json")
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output)
+    metrics = json.loads(result.stdout)
     assert {"elbo", "nll_is", "mmd", "n_samples"} <= set(metrics)
     assert metrics["nll_is"] <= -metrics["elbo"] + 0.5
     assert json.loads((moons_run / "metrics.json").read_text()) == metrics
@@ -114,7 +115,7 @@ def test_evaluate_a_samples_file(tmp_path):
         "--json",
     )
     assert result.exit_code == 0, result.output
-    assert set(json.loads(result.output)) >= {"mmd", "modes", "high_quality"}
+    assert set(json.loads(result.stdout)) >= {"mmd", "modes", "high_quality"}
 
 
 def test_encode_decode_interpolate(digits_run, tmp_path):
@@ -230,7 +231,7 @@ def test_user_model_file_through_the_cli(tmp_path):
     assert invoke("sample", run, "-n", 3, "-o", tmp_path / "s.npy", "--trust-code").exit_code == 0
     result = invoke("evaluate", run, "--trust-code", "-m", "nll,mmd", "--json")
     assert result.exit_code == 0
-    assert json.loads(result.output)["nll"] > 0
+    assert json.loads(result.stdout)["nll"] > 0
 
 
 def test_installed_entry_point(tmp_path):
@@ -296,5 +297,5 @@ def test_evaluate_digits_samples_file_with_image_metrics(tmp_path):
         "--json",
     )
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output)
+    metrics = json.loads(result.stdout)
     assert metrics["fid"] < 1e-6 and metrics["precision"] == 1.0

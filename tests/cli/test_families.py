@@ -79,7 +79,7 @@ def test_evaluate(fitted):
         *(["--steps", 10] if name in SAMPLE_STEPS else []),
     )
     assert result.exit_code == 0, result.output + result.stderr
-    metrics = json.loads(result.output)
+    metrics = json.loads(result.stdout)
     assert np.isfinite(metrics["mmd"]) and 0 <= metrics["precision"] <= 1
     if name in ("flow", "ebm"):
         assert np.isfinite(metrics["nll"])

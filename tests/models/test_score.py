@@ -7,9 +7,9 @@ import pyro
 import pytest
 import torch
 from click.testing import CliRunner
-from probgen.cli.main import main as cli
 from torch import nn
 
+from probgen.cli.main import main as cli
 from probgen.errors import ConfigError
 from probgen.infer.sde import VPSDE
 from probgen.models.base import Batch, DataInfo
