@@ -153,8 +153,7 @@ def evaluate(
     if samples_file is not None:
         if data is None:
             raise ConfigError("--samples needs -d DATA to compare against")
-        from probgen.evaluation import LIKELIHOOD_METRICS
-        from probgen.metrics.suite import evaluate_samples
+        from probgen.evaluation import LIKELIHOOD_METRICS, score_samples
 
         if names and any(m in LIKELIHOOD_METRICS for m in names):
             raise ConfigError("likelihood metrics need a run, not a file of samples")
@@ -165,18 +164,7 @@ def evaluate(
                 f"samples have shape {samples.shape[1:]} but {data} has {dataset.test.shape[1:]}"
             )
         results = {"n_samples": len(samples), "n_reference": len(dataset.test)}
-        results.update(
-            evaluate_samples(
-                samples,
-                dataset.test,
-                kind=dataset.kind,
-                metrics=names,
-                feature=feature,
-                mixture=dataset.mixture,
-                seed=seed,
-                value_range=(0.0, float(dataset.levels - 1)) if dataset.levels else None,
-            )
-        )
+        results.update(score_samples(samples, dataset, names, feature, seed))
     else:
         if run is None:
             raise ConfigError("give a RUN directory, or --samples FILE -d DATA")

@@ -119,21 +119,28 @@ def evaluate_model(
         sample_names = None  # the suite's defaults for the kind
     elif not sample_names:
         return results, samples
+    results.update(score_samples(samples, dataset, sample_names, feature, seed))
+    return {k: _plain(v) for k, v in results.items()}, samples
+
+
+def score_samples(samples, dataset: Dataset, metrics=None, feature="digits", seed=0) -> dict:
+    """Sample metrics of ``samples`` (data units) against ``dataset``'s held-out split.
+
+    The shipped digits classifier only reads 8x8 images: other image sizes fall back to pixel
+    features unless another extractor is named.
+    """
     if dataset.kind == "image" and feature == "digits" and dataset.event_shape != (1, 8, 8):
         feature = "pixels"
-    results.update(
-        evaluate_samples(
-            samples,
-            dataset.test,
-            kind=dataset.kind,
-            metrics=sample_names,
-            feature=feature,
-            mixture=dataset.mixture,
-            seed=seed,
-            value_range=(0.0, float(dataset.levels - 1)) if dataset.levels else None,
-        )
+    return evaluate_samples(
+        samples,
+        dataset.test,
+        kind=dataset.kind,
+        metrics=metrics,
+        feature=feature,
+        mixture=dataset.mixture,
+        seed=seed,
+        value_range=(0.0, float(dataset.levels - 1)) if dataset.levels else None,
     )
-    return {k: _plain(v) for k, v in results.items()}, samples
 
 
 def _plain(value):
