@@ -64,19 +64,15 @@ def _density_figure(model, dataset, out: Path) -> None:
     import torch
 
     from probgen import plots
+    from probgen.evaluation import chunked
 
-    shift = model.preprocessor.log_abs_det_jacobian(2)
+    shift = model.log_abs_det_to_data()
 
     def log_density(points):
         v = torch.as_tensor(points, dtype=torch.get_default_dtype()).to(model.device)
         with torch.no_grad():
             x = model.preprocessor.forward(v)
-            return (
-                torch.cat([model.log_prob(x[i : i + 4096]) for i in range(0, len(x), 4096)])
-                .cpu()
-                .numpy()
-                + shift
-            )
+            return chunked(model.log_prob, x, size=4096).cpu().numpy() + shift
 
     plots.density_map(log_density, dataset.test, out)
     click.echo(f"density map in {out}", err=True)

@@ -45,7 +45,7 @@ def inspect_run(run, data, out, points, draws, chains, warmup, kernel, seed, dev
     out_dir = Path(out) if out else Path(run) / "inspect"
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    if pg_inspect.has_guide_latents(model):
+    if model.supports("guide"):
         dataset = run_dataset(run, data)
         k = min(points, len(dataset.test))
         x = model.preprocessor.forward(torch.as_tensor(dataset.test[:k]).to(model.device))

@@ -24,7 +24,8 @@ METRICS = LIKELIHOOD_METRICS + SAMPLE_METRICS
 CHUNK = 256
 
 
-def _chunked(fn, x, y=None, size=CHUNK):
+def chunked(fn, x, y=None, size=CHUNK):
+    """``fn`` applied to ``x`` (and ``y``) in chunks of ``size`` rows, concatenated."""
     out = []
     for i in range(0, len(x), size):
         out.append(fn(x[i : i + size], None if y is None else y[i : i + size]))
@@ -50,7 +51,7 @@ def likelihood_metrics(
     )
     x = _to_model_space(model, v)
     dim = model.data_info.dim
-    shift = 0.0 if model.discrete_likelihood else model.preprocessor.log_abs_det_jacobian(dim)
+    shift = model.log_abs_det_to_data()
 
     def summary(prefix, log_values):
         stats = likelihood_summary((log_values.double() + shift).cpu().numpy(), dim)
@@ -62,15 +63,15 @@ def likelihood_metrics(
 
     with torch.no_grad():
         if "nll" in names and model.supports("log_prob"):
-            out.update(summary("nll", _chunked(model.log_prob, x, y)))
+            out.update(summary("nll", chunked(model.log_prob, x, y)))
         if "elbo" in names and model.supports("elbo"):
-            stats = summary("neg_elbo", _chunked(model.elbo, x, y))
+            stats = summary("neg_elbo", chunked(model.elbo, x, y))
             out["elbo"] = -stats["neg_elbo"]
             out["elbo_se"] = stats["neg_elbo_se"]
             out["elbo_bits_per_dim"] = stats["neg_elbo_bits_per_dim"]
         if "nll_is" in names and hasattr(model, "log_marginal"):
             fn = lambda xb, yb: model.log_marginal(xb, yb, num_particles=num_particles)  # noqa: E731
-            stats = summary("nll_is", _chunked(fn, x, y, size=32))
+            stats = summary("nll_is", chunked(fn, x, y, size=32))
             out.update(stats)
             out["nll_is_particles"] = num_particles
     if len(v) > 1:

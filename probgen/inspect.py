@@ -20,25 +20,8 @@ import xarray as xr
 from pyro.infer import MCMC, Predictive
 
 from probgen.errors import ConfigError
-from probgen.infer.importance import log_importance_weights
+from probgen.infer.importance import latent_sites, log_importance_weights
 from probgen.models.base import GenerativeModel
-
-
-def _latent_sites(model: GenerativeModel, x, y) -> list[str]:
-    from pyro import poutine
-    from pyro.poutine.util import site_is_subsample
-
-    trace = poutine.trace(model.guide).get_trace(x[:1], None if y is None else y[:1])
-    return [
-        name
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site_is_subsample(site) and not site["is_observed"]
-    ]
-
-
-def has_guide_latents(model: GenerativeModel) -> bool:
-    """Whether the model's guide samples latent variables (VAE-like)."""
-    return type(model).guide is not GenerativeModel.guide
 
 
 def loss_trace(history: list[dict]) -> xr.Dataset:
@@ -62,7 +45,9 @@ def guide_inference_data(
     Groups: ``posterior`` (dims chain, draw, point, latent dims), ``prior``, ``observed_data``
     and ``guide_diagnostics`` with the Pareto k-hat of each point's importance weights.
     """
-    sites = _latent_sites(model, x, y)
+    from pyro import poutine
+
+    sites = latent_sites(poutine.trace(model.guide).get_trace(x, y))
     posterior = Predictive(
         model.model, guide=model.guide, num_samples=draws, return_sites=sites, parallel=False
     )(x, y)

@@ -42,28 +42,18 @@ def latent_rate_bits(model, x, y=None, num_particles: int = 16) -> torch.Tensor 
     lossless code length is -log2 p(x) in the data's units (for dequantised discrete data, a
     bound on the code length of the discrete values).
     """
-    from pyro import poutine
-    from pyro.poutine.util import site_is_subsample
+    from probgen.infer.importance import latent_sites, particle_traces
 
-    from probgen.models.base import GenerativeModel
-
-    if type(model).guide is not GenerativeModel.guide:
+    if model.supports("guide"):
         k, n = num_particles, x.shape[0]
-        xr = x.repeat(k, *([1] * (x.dim() - 1)))
-        yr = None if y is None else y.repeat(k)
-        guide_trace = poutine.trace(model.guide).get_trace(xr, yr)
-        model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(
-            xr, yr
-        )
-        kl = xr.new_zeros(k * n)
-        for name, site in guide_trace.nodes.items():
-            if site["type"] == "sample" and not site_is_subsample(site):
-                q = site["fn"].log_prob(site["value"])
-                p = model_trace.nodes[name]["fn"].log_prob(site["value"])
-                kl = kl + (q - p).reshape(k * n)
+        model_trace, guide_trace = particle_traces(model.model, model.guide, x, y, k)
+        kl = x.new_zeros(k * n)
+        for name in latent_sites(guide_trace):
+            value = guide_trace.nodes[name]["value"]
+            q = guide_trace.nodes[name]["fn"].log_prob(value)
+            p = model_trace.nodes[name]["fn"].log_prob(value)
+            kl = kl + (q - p).reshape(k * n)
         return kl.reshape(k, n).mean(0) / math.log(2)
     if model.supports("log_prob"):
-        # in the data's units: log p_v = log p_x + log|dx/dv|
-        shift = model.preprocessor.log_abs_det_jacobian(model.data_info.dim)
-        return -(model.log_prob(x, y) + shift) / math.log(2)
+        return -(model.log_prob(x, y) + model.log_abs_det_to_data()) / math.log(2)
     return None

@@ -221,10 +221,8 @@ def train(
                 logs["loss"] = all_reduce_mean(logs["loss"], group)
             loss = _scalar(logs["loss"])
             if not math.isfinite(loss):
-                where = f"; the last good checkpoint (step {last_saved}) is kept in {run.path}"
                 raise TrainingDiverged(
                     f"loss became {loss} at step {state.step + 1}; training stopped"
-                    + (where if run is not None else "")
                 )
             state.step += 1
             if state.step % options.log_every == 0 or state.step == options.steps:
@@ -233,7 +231,7 @@ def train(
                     "epoch": stream.epochs_done,
                     "wall_time": round(time.perf_counter() - start_wall, 4),
                 }
-                row.update({k: _scalar(v) for k, v in logs.items()})
+                row.update({k: loss if k == "loss" else _scalar(v) for k, v in logs.items()})
                 history.append(row)
             bar.update(1)
             if state.step % 25 == 0 or state.step == options.steps:
@@ -241,7 +239,8 @@ def train(
             if options.checkpoint_every and state.step % options.checkpoint_every == 0:
                 checkpoint()
     except TrainingDiverged as exc:
-        if run is not None and "checkpoint" not in str(exc):
+        # every divergence (loss, weights, a family's own guard) names what is kept on disk
+        if run is not None:
             raise TrainingDiverged(
                 f"{exc}; the last good checkpoint (step {last_saved}) is kept in {run.path}"
             ) from None

@@ -16,22 +16,43 @@ import math
 
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+
+def particle_traces(model, guide, x, y=None, num_particles: int = 1):
+    """Guide and replayed model traces with the data repeated ``num_particles`` times.
+
+    Repeating along the batch (rather than an extra particle plate) lets any model whose
+    observations sit in one data plate over ``x``'s first dimension work unchanged (MLPs,
+    convolutions, conditional flows); site values and log-probabilities come out with
+    ``num_particles * len(x)`` rows, particle-major.
+    """
+    k = num_particles
+    xr = x.repeat(k, *([1] * (x.dim() - 1)))
+    yr = y.repeat(k) if y is not None else None
+    guide_trace = poutine.trace(guide).get_trace(xr, yr)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(xr, yr)
+    return model_trace, guide_trace
+
+
+def latent_sites(trace) -> list[str]:
+    """Names of the sampled (not observed, not plate) sites of a trace."""
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site) and not site["is_observed"]
+    ]
 
 
 def log_importance_weights(model, guide, x, y=None, num_particles: int = 1) -> torch.Tensor:
     """``log p(x, z_k) - log q(z_k | x)`` with shape ``(num_particles, len(x))``.
 
-    The data are repeated ``num_particles`` times along the batch, so any model whose
-    observations sit in one data plate over ``x``'s first dimension works unchanged (MLPs,
-    convolutions, conditional flows). Site scales (such as a beta-VAE's KL weight) are ignored:
-    these are the weights of the unscaled model.
+    Site scales (such as a beta-VAE's KL weight) are ignored: these are the weights of the
+    unscaled model.
     """
     k, n = num_particles, x.shape[0]
-    xr = x.repeat(k, *([1] * (x.dim() - 1)))
-    yr = y.repeat(k) if y is not None else None
-    guide_trace = poutine.trace(guide).get_trace(xr, yr)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(xr, yr)
-    log_w = xr.new_zeros(k * n)
+    model_trace, guide_trace = particle_traces(model, guide, x, y, k)
+    log_w = x.new_zeros(k * n)
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         trace.compute_log_prob()
         for site in trace.nodes.values():

@@ -190,6 +190,16 @@ class GenerativeModel(PyroModule):
         """
         return getattr(type(self), method) is not getattr(GenerativeModel, method)
 
+    def log_abs_det_to_data(self) -> float:
+        """What to add to a model-space log-likelihood per example to get it in data units.
+
+        ``log p_v(v) = log p_x(x) + log|dx/dv|`` for a model-space density; zero when the
+        likelihood already scores the data's own discrete values (``discrete_likelihood``).
+        """
+        if self.discrete_likelihood:
+            return 0.0
+        return self.preprocessor.log_abs_det_jacobian(self.data_info.dim)
+
     @property
     def device(self) -> torch.device:
         for tensor in self.parameters():
