@@ -40,7 +40,6 @@ from probgen.metrics.suite import evaluate_samples
 from probgen.models.base import Batch, DataInfo
 from probgen.models.diffusion import Diffusion
 
-torch.set_num_threads(1)
 
 VECTOR = DataInfo((2,))
 DIGITS = DataInfo((1, 8, 8), kind="image", value_range=(-1.0, 1.0), levels=17)
@@ -283,6 +282,7 @@ def bench_digits(
     lr: float,
     ancestral_steps: int,
     elbo_t: int | None,
+    save_model: str | None = None,
 ) -> None:
     train_v, _, test_v, _ = (torch.from_numpy(a) for a in load_digits_split())
     pre = ImageScaling(-1.0, 1.0, levels=17, dequantize=True)
@@ -295,6 +295,8 @@ def bench_digits(
     torch.manual_seed(0)
     model = Diffusion(Diffusion.Config(channels=channels), DIGITS)
     fit_time = train(model, draw, steps, lr)
+    if save_model:
+        torch.save(model.state_dict(), save_model)
     reference = ReferenceTrainer(ReferenceDDPM(64), lr)
     start = time.perf_counter()
     for step in range(steps):
@@ -355,7 +357,10 @@ def main(argv=None) -> None:
     parser.add_argument("--ancestral-steps", type=int, default=1000, help="probgen digits")
     parser.add_argument("--elbo-t", type=int, default=None, help="random t per digit (all)")
     parser.add_argument("--diffusers-path", default=None, help="folder holding diffusers")
+    parser.add_argument("--save-model", default=None, help="save probgen's digits model here")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     if args.diffusers_path:
         sys.path.append(args.diffusers_path)
     sections = args.only.split(",")
@@ -370,7 +375,9 @@ def main(argv=None) -> None:
         n_samples = 100 if args.quick else args.samples
         ancestral_steps = 20 if args.quick else args.ancestral_steps
         elbo_t = 5 if args.quick else args.elbo_t
-        bench_digits(steps, n_samples, args.channels, args.lr, ancestral_steps, elbo_t)
+        bench_digits(
+            steps, n_samples, args.channels, args.lr, ancestral_steps, elbo_t, args.save_model
+        )
 
 
 if __name__ == "__main__":

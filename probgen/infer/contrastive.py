@@ -13,6 +13,15 @@ on the score ``-grad_x E``) started from one of three places:
   so that new regions keep being explored (Tieleman 2008; Du & Mordatch 2019);
 - ``"short-run"``: fresh uniform noise every step (Nijkamp et al. 2019).
 
+Langevin chains do not cross between well-separated modes, so on their own they constrain the
+shape of each mode but not the modes' relative weights: the share of negatives in a mode is
+fixed by where the chains happened to fall, not by the model's mass there. Optionally every
+chain first takes one Metropolis-Hastings independence step, :func:`data_jump`, proposing from a
+kernel density estimate of the data batch; it leaves the model invariant and moves chains
+between modes in proportion to the model's mass, which restores the gradient on mode weights.
+It pays off in low dimension, where the kernel density covers the model; in high dimension
+nearly every jump is rejected.
+
 The surrogate loss whose gradient is the estimate above, plus an L2 penalty that keeps the
 energies near zero (they are otherwise free up to a constant and drift),
 
@@ -25,11 +34,13 @@ References:
     Tieleman 2008, "Training restricted Boltzmann machines using approximations to the likelihood
     gradient"; Du & Mordatch 2019, "Implicit generation and modeling with energy-based models";
     Nijkamp et al. 2019, "Learning non-convergent non-persistent short-run MCMC toward
-    energy-based model".
+    energy-based model"; Tierney 1994, "Markov chains for exploring posterior distributions"
+    (independence Metropolis-Hastings).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -68,6 +79,69 @@ def contrastive_divergence_loss(
     """
     gap = energy_pos.mean() - energy_neg.mean()
     return gap + l2_weight * (energy_pos.pow(2).mean() + energy_neg.pow(2).mean())
+
+
+def kernel_density_log_prob(z: torch.Tensor, centres: torch.Tensor, bandwidth: torch.Tensor):
+    """``log q(z)`` of the Gaussian kernel density ``q = 1/M sum_j N(centres_j, diag(h^2))``.
+
+    Args:
+        z: points ``(N, ...)``; centres: ``(M, ...)``; bandwidth: ``h``, broadcastable to one
+            flattened point ``(D,)``.
+    """
+    z, centres = z.flatten(1), centres.flatten(1)
+    h = bandwidth.reshape(-1).expand(z.shape[1])
+    sq = ((z[:, None, :] - centres[None, :, :]) / h).square().sum(-1)
+    log_norm = h.log().sum() + 0.5 * z.shape[1] * math.log(2 * math.pi) + math.log(len(centres))
+    return torch.logsumexp(-0.5 * sq, dim=1) - log_norm
+
+
+def scott_bandwidth(x: torch.Tensor) -> torch.Tensor:
+    """Scott's rule per coordinate, ``h_d = std_d * M^(-1 / (D + 4))``, for ``M`` points."""
+    flat = x.flatten(1)
+    std = flat.std(0).clamp_min(1e-6)
+    return std * len(flat) ** (-1.0 / (flat.shape[1] + 4))
+
+
+@torch.no_grad()
+def data_jump(
+    x: torch.Tensor,
+    energy_fn: EnergyFn,
+    data: torch.Tensor,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One independence Metropolis-Hastings step for ``p(x) ∝ exp(-E(x))`` on the box.
+
+    Each chain proposes ``x' = y_j + h * eps`` from the kernel density ``q`` of the data batch
+    ``y`` (Scott's bandwidth ``h``, :func:`kernel_density_log_prob`), independently of where it
+    is, and moves with probability
+
+        min(1, exp(E(x) - E(x')) q(x) / q(x')),
+
+    a proposal outside the box always refused. Since ``q`` does not depend on the current state,
+    this is a valid MH kernel whatever ``q`` is (Tierney 1994): ``p`` stays invariant, and a
+    chain can land in any mode that ``q`` reaches, with the odds set by the model's energies.
+
+    Returns:
+        ``(x_new, accepted)``, the moved chains and a boolean per chain.
+    """
+    n = x.shape[0]
+    bandwidth = scott_bandwidth(data).reshape(data.shape[1:])
+    pick = torch.randint(len(data), (n,), generator=generator, device=data.device)
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    proposal = data[pick] + bandwidth * noise
+    log_ratio = (
+        energy_fn(x)
+        - energy_fn(proposal)
+        + kernel_density_log_prob(x, data, bandwidth)
+        - kernel_density_log_prob(proposal, data, bandwidth)
+    )
+    inside = ((proposal >= low) & (proposal <= high)).flatten(1).all(1)
+    u = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype)
+    accepted = inside & (u.log() < log_ratio)
+    mask = accepted.reshape(-1, *([1] * (x.dim() - 1)))
+    return torch.where(mask, proposal, x), accepted
 
 
 class ReplayBuffer(nn.Module):
@@ -125,7 +199,9 @@ class ContrastiveSampler(nn.Module):
     Each call runs ``steps`` Langevin steps ``x <- clamp(x - step_size grad E(x) + noise_std eps)``
     (``noise_std=None`` is the exact ``sqrt(2 step_size)``; a smaller value is the common
     "reduced noise" variant) from the starts named by ``chains`` (one of
-    :data:`CHAIN_STARTS`), clamped to the box ``[low, high]``.
+    :data:`CHAIN_STARTS`), clamped to the box ``[low, high]``. With ``data_jumps`` the starts
+    first take one :func:`data_jump` (not for ``"cd"``, whose starts are the data already);
+    ``acceptance`` holds the share of chains that jumped at the last call.
     """
 
     def __init__(
@@ -137,6 +213,7 @@ class ContrastiveSampler(nn.Module):
         event_shape: tuple[int, ...],
         buffer_size: int = 10000,
         reinit_fraction: float = 0.05,
+        data_jumps: bool = False,
     ):
         super().__init__()
         if chains not in CHAIN_STARTS:
@@ -145,6 +222,8 @@ class ContrastiveSampler(nn.Module):
         self.steps = int(steps)
         self.step_size = float(step_size)
         self.noise_std = noise_std
+        self.data_jumps = bool(data_jumps) and chains != "cd"
+        self.acceptance = math.nan
         self.buffer = (
             ReplayBuffer(buffer_size, event_shape, reinit_fraction)
             if chains == "persistent"
@@ -168,6 +247,9 @@ class ContrastiveSampler(nn.Module):
             starts = uniform_in_box(n, low, high, generator)
         else:
             starts, index = self.buffer.draw(n, low, high, generator)
+        if self.data_jumps:
+            starts, accepted = data_jump(starts, energy_fn, x_data.detach(), low, high, generator)
+            self.acceptance = float(accepted.float().mean())
         negatives = langevin_dynamics(
             starts,
             score_of(lambda x: -energy_fn(x)),

@@ -77,6 +77,11 @@ class EBMConfig:
         noise_std: Langevin noise in training; ``None`` is the exact ``sqrt(2 h)``.
         buffer_size: replay-buffer capacity (persistent chains).
         reinit_fraction: share of the drawn chains restarted from noise each step.
+        data_jumps: give every chain one Metropolis-Hastings jump proposed from a kernel
+            density of the data batch before its Langevin steps
+            (:func:`probgen.infer.contrastive.data_jump`), so that chains move between modes
+            and the modes' weights are learned; ``None`` turns it on for vectors of at most
+            two dimensions, where the kernel density covers the model.
         energy_l2: weight ``alpha`` of the L2 penalty on energies.
         grad_clip: maximum gradient norm, or ``None`` for no clipping.
         box_margin: how far the box extends beyond the first batch (vectors, model units).
@@ -99,6 +104,7 @@ class EBMConfig:
     noise_std: float | None = None
     buffer_size: int = 10000
     reinit_fraction: float = 0.05
+    data_jumps: bool | None = None
     energy_l2: float = 0.01
     grad_clip: float | None = 10.0
     box_margin: float = 1.0
@@ -165,6 +171,7 @@ class EBM(GenerativeModel):
                 data_info.event_shape,
                 config.buffer_size,
                 config.reinit_fraction,
+                data_jumps=self._uses_data_jumps(config, data_info),
             )
         except ValueError as exc:  # an unknown activation or chain start, a bad buffer size
             raise ConfigError(str(exc)) from exc
@@ -177,6 +184,12 @@ class EBM(GenerativeModel):
             self.box_low.fill_(data_info.value_range[0])
             self.box_high.fill_(data_info.value_range[1])
             self.box_ready.fill_(True)
+
+    @staticmethod
+    def _uses_data_jumps(config: EBMConfig, data_info: DataInfo) -> bool:
+        if config.data_jumps is not None:
+            return config.data_jumps
+        return data_info.kind == "vector" and data_info.dim <= MAX_QUADRATURE_DIM
 
     # -- the energy and the Pyro program -----------------------------------------------------
     def energy(self, x: torch.Tensor) -> torch.Tensor:
@@ -237,7 +250,8 @@ class EBM(GenerativeModel):
         """One CD update; logs the energies and stops a diverging run before it updates.
 
         Returned: ``loss``, ``energy_pos`` / ``energy_neg`` (mean energies of data and
-        negatives), ``energy_gap`` (their difference) and ``energy_abs`` (mean ``|E|`` of both).
+        negatives), ``energy_gap`` (their difference), ``energy_abs`` (mean ``|E|`` of both)
+        and, with data jumps, ``jump_acceptance`` (the share of chains that jumped).
         """
         (optimizer,) = optimizers
         optimizer.zero_grad(set_to_none=True)
@@ -251,13 +265,16 @@ class EBM(GenerativeModel):
             nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip)
         optimizer.step()
         self.log_z.fill_(math.nan)
-        return {
+        logged = {
             "loss": loss.detach(),
             "energy_pos": energy_pos.detach().mean(),
             "energy_neg": energy_neg.detach().mean(),
             "energy_gap": gap,
             "energy_abs": energy_abs,
         }
+        if self.negatives.data_jumps:
+            logged["jump_acceptance"] = torch.tensor(self.negatives.acceptance)
+        return logged
 
     def on_fit_end(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """Compute ``log Z`` by quadrature (1-D and 2-D vectors) for the saved run."""

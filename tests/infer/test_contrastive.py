@@ -1,11 +1,17 @@
+import math
+
 import pytest
 import torch
+from torch import distributions as D
 from torch import nn
 
 from probgen.infer.contrastive import (
     ContrastiveSampler,
     ReplayBuffer,
     contrastive_divergence_loss,
+    data_jump,
+    kernel_density_log_prob,
+    scott_bandwidth,
     uniform_in_box,
 )
 
@@ -116,3 +122,62 @@ def test_contrastive_divergence_drives_a_gaussian_energy_to_the_data_precision(c
         loss.backward()
         optimizer.step()
     assert initial_error > 0.5 and relative_error() < 0.2
+
+
+def test_kernel_density_is_the_equal_weight_gaussian_mixture_on_the_data():
+    torch.manual_seed(0)
+    centres, bandwidth, z = torch.randn(7, 2), torch.tensor([0.3, 0.5]), torch.randn(50, 2)
+    mixture = D.MixtureSameFamily(
+        D.Categorical(torch.ones(7)), D.Independent(D.Normal(centres, bandwidth.expand(7, 2)), 1)
+    )
+    assert torch.allclose(kernel_density_log_prob(z, centres, bandwidth), mixture.log_prob(z))
+
+
+def test_scott_bandwidth_scales_each_coordinate_by_its_spread():
+    x = torch.randn(625, 2) * torch.tensor([1.0, 4.0])
+    expected = x.std(0) * 625 ** (-1 / 6)
+    assert torch.allclose(scott_bandwidth(x), expected)
+
+
+def two_mode_energy(weight_right, spread=0.3):
+    """``-log(w_left N((-3, 0), s^2) + w_right N((3, 0), s^2))``."""
+    centres = torch.tensor([[-3.0, 0.0], [3.0, 0.0]])
+    weights = torch.tensor([1 - weight_right, weight_right])
+    mixture = D.MixtureSameFamily(
+        D.Categorical(weights), D.Independent(D.Normal(centres, spread), 1)
+    )
+    return lambda x: -mixture.log_prob(x), mixture
+
+
+def test_data_jumps_carry_chains_between_modes_in_the_models_proportions():
+    # the data (and so the proposal) puts 80% on the right, the model 20%: the proposal
+    # densities in the Metropolis-Hastings ratio must undo the data's weights (without them
+    # the chains would settle on p * q, half on each side)
+    torch.manual_seed(0)
+    energy, _ = two_mode_energy(weight_right=0.2)
+    _, data = two_mode_energy(weight_right=0.8)
+    chains = torch.tensor([-3.0, 0.0]) + 0.3 * torch.randn(4000, 2)
+    low, high = torch.full((2,), -6.0), torch.full((2,), 6.0)
+    for _ in range(40):
+        chains, accepted = data_jump(chains, energy, data.sample((300,)), low, high)
+    right = chains[:, 0] > 0
+    assert right.float().mean() == pytest.approx(0.2, abs=0.03)
+    assert chains[right, 1].std() == pytest.approx(0.3, rel=0.1)
+    assert 0.1 < accepted.float().mean() < 1
+
+
+def test_data_jumps_never_leave_the_box():
+    energy, mixture = two_mode_energy(weight_right=0.5)
+    chains = torch.tensor([-3.0, 0.0]) + 0.3 * torch.randn(500, 2)
+    low, high = torch.tensor([-6.0, -6.0]), torch.tensor([0.0, 6.0])
+    for _ in range(5):
+        chains, _ = data_jump(chains, energy, mixture.sample((300,)), low, high)
+    assert ((chains >= low) & (chains <= high)).all()
+
+
+def test_the_sampler_records_the_share_of_chains_that_jumped():
+    sampler = ContrastiveSampler("short-run", 2, 0.01, None, (2,), data_jumps=True)
+    assert math.isnan(sampler.acceptance)
+    sampler(lambda x: (x**2).sum(1), torch.randn(64, 2), LOW, HIGH)
+    assert 0 <= sampler.acceptance <= 1
+    assert not ContrastiveSampler("cd", 2, 0.01, None, (2,), data_jumps=True).data_jumps

@@ -10,7 +10,7 @@ from torch import nn
 
 from probgen.errors import ConfigError
 from probgen.models.base import Batch, DataInfo
-from probgen.models.diffusion import Diffusion
+from probgen.models.diffusion import Diffusion, TimeConditionedMLP
 
 M, S = 0.5, 0.8  # data N(M, S^2) in every dimension
 VECTOR = DataInfo((2,))
@@ -227,6 +227,21 @@ def test_train_step_logs_terms_and_moves_the_average(info):
     assert any(moved)
 
 
+@pytest.mark.parametrize("input_dim", [0, 6])
+def test_the_vector_network_reads_x_its_per_coordinate_features_and_the_time(input_dim):
+    net = TimeConditionedMLP(3, (8,), 3, 4, input_embedding_dim=input_dim, input_scale=25.0)
+    seen = []
+    net.mlp.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    x, t = torch.randn(5, 3), torch.arange(5.0)
+    assert net(x, t).shape == (5, 3)
+    freqs = 25.0 * 10000.0 ** (-torch.arange(input_dim // 2) / (input_dim // 2))
+    angles = x[..., None] * freqs  # (5, 3, input_dim / 2): each coordinate on its own
+    per_coordinate = torch.cat([angles.sin(), angles.cos()], -1).reshape(5, -1)
+    expected = torch.cat([x, net.embedding(t), per_coordinate], -1)
+    assert seen[0].shape == (5, 3 * (1 + input_dim) + 4)
+    assert torch.allclose(seen[0], expected, atol=1e-6)
+
+
 def test_state_dict_round_trip_through_safetensors():
     torch.manual_seed(7)
     config = Diffusion.Config(**SMALL)
@@ -284,22 +299,23 @@ def test_bad_options_are_config_errors():
 
 
 @pytest.mark.slow
-def test_fits_8gaussians_and_covers_every_mode():
-    """The benchmark's setting (benchmarks/results/diffusion.md): 6000 steps of batch 512."""
+@pytest.mark.parametrize("toy, steps", [("8gaussians", 6000), ("25gaussians", 8000)])
+def test_fits_the_mixtures_and_covers_every_mode(toy, steps):
+    """The benchmark's setting (benchmarks/results/diffusion.md): batch 512, lr 1e-3."""
     from probgen.data.preprocess import Standardize
     from probgen.data.toys import MIXTURES, sample_toy
     from probgen.metrics.modes import mode_statistics
 
     torch.manual_seed(0)
-    data = torch.from_numpy(sample_toy("8gaussians", 50_000, seed=0))
+    data = torch.from_numpy(sample_toy(toy, 50_000, seed=0))
     pre = Standardize.fit(data)
     x = pre.forward(data)
     model = Diffusion(Diffusion.Config(), VECTOR)
     optimizers = model.configure_optimizers(1e-3)
-    for step in range(6000):
+    for step in range(steps):
         model.train_step(Batch(x[torch.randint(len(x), (512,))]), optimizers, step)
-    centres, std = MIXTURES["8gaussians"]
-    samples = pre.inverse(model.generate(2500, sampler="dpm++2m", steps=20))
+    centres, std = MIXTURES[toy]
+    samples = pre.inverse(model.generate(2500, sampler="ddim", steps=50))
     stats = mode_statistics(samples.numpy(), centres, std)
-    assert stats["modes"] == 8
+    assert stats["modes"] == len(centres)
     assert stats["high_quality"] >= 0.9

@@ -70,11 +70,28 @@ def test_train_step_logs_the_energies_and_marks_log_z_stale():
     model.on_fit_end(torch.zeros(1, 2))
     _, logs = trained(model, steps=1)
     log = logs[0]
-    assert set(log) == {"loss", "energy_pos", "energy_neg", "energy_gap", "energy_abs"}
+    assert set(log) == {
+        "loss",
+        "energy_pos",
+        "energy_neg",
+        "energy_gap",
+        "energy_abs",
+        "jump_acceptance",
+    }
+    assert 0 <= log["jump_acceptance"] <= 1
     assert log["energy_gap"] == pytest.approx((log["energy_pos"] - log["energy_neg"]).item())
     assert torch.isnan(model.log_z)
     model.on_fit_end(torch.zeros(1, 2))
     assert torch.isfinite(model.log_z)
+
+
+@pytest.mark.parametrize(
+    "data_info, setting, expected",
+    [(VECTORS, None, True), (IMAGES, None, False), (VECTORS, False, False), (IMAGES, True, True)],
+)
+def test_data_jumps_default_to_low_dimensional_vectors(data_info, setting, expected):
+    model = make(data_info, channels=(4, 8), data_jumps=setting)
+    assert model.negatives.data_jumps is expected
 
 
 def test_log_prob_is_normalised_on_the_box_and_minus_infinity_outside():
