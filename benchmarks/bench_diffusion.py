@@ -40,7 +40,6 @@ from probgen.metrics.suite import evaluate_samples
 from probgen.models.base import Batch, DataInfo
 from probgen.models.diffusion import Diffusion
 
-
 VECTOR = DataInfo((2,))
 DIGITS = DataInfo((1, 8, 8), kind="image", value_range=(-1.0, 1.0), levels=17)
 
@@ -283,6 +282,7 @@ def bench_digits(
     ancestral_steps: int,
     elbo_t: int | None,
     save_model: str | None = None,
+    dropout: float = Diffusion.Config().dropout,
 ) -> None:
     train_v, _, test_v, _ = (torch.from_numpy(a) for a in load_digits_split())
     pre = ImageScaling(-1.0, 1.0, levels=17, dequantize=True)
@@ -293,7 +293,7 @@ def bench_digits(
         return pre.forward(train_v[idx], train=True, generator=g)
 
     torch.manual_seed(0)
-    model = Diffusion(Diffusion.Config(channels=channels), DIGITS)
+    model = Diffusion(Diffusion.Config(channels=channels, dropout=dropout), DIGITS)
     fit_time = train(model, draw, steps, lr)
     if save_model:
         torch.save(model.state_dict(), save_model)
@@ -304,7 +304,10 @@ def bench_digits(
     ref_time = time.perf_counter() - start
 
     floor = image_metrics(train_v[:n_samples], test_v)
-    print(f"\n### Digits 8x8: {steps} steps, batch 128, lr {lr}, U-Net channels {channels}")
+    print(
+        f"\n### Digits 8x8: {steps} steps, batch 128, lr {lr}, U-Net channels {channels}, "
+        f"dropout {dropout}"
+    )
     print(f"parameters: probgen {sum(p.numel() for p in model.network.parameters())}, ", end="")
     print(f"reference {sum(p.numel() for p in reference.model.parameters())}")
     print(f"{n_samples} samples vs the 297 test digits; digits-classifier features")
@@ -352,6 +355,9 @@ def main(argv=None) -> None:
     parser.add_argument("--toy-steps", type=int, default=6000)
     parser.add_argument("--toys", default="8gaussians,25gaussians")
     parser.add_argument("--channels", type=int, default=32, help="digits U-Net width")
+    parser.add_argument(
+        "--dropout", type=float, default=Diffusion.Config().dropout, help="digits U-Net dropout"
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="digits learning rate")
     parser.add_argument("--samples", type=int, default=1000, help="digits samples per sampler")
     parser.add_argument("--ancestral-steps", type=int, default=1000, help="probgen digits")
@@ -376,7 +382,14 @@ def main(argv=None) -> None:
         ancestral_steps = 20 if args.quick else args.ancestral_steps
         elbo_t = 5 if args.quick else args.elbo_t
         bench_digits(
-            steps, n_samples, args.channels, args.lr, ancestral_steps, elbo_t, args.save_model
+            steps,
+            n_samples,
+            args.channels,
+            args.lr,
+            ancestral_steps,
+            elbo_t,
+            args.save_model,
+            args.dropout,
         )
 
 

@@ -12,7 +12,8 @@ class EMA(nn.Module):
     """A frozen copy of ``module`` whose weights track ``w_ema <- d w_ema + (1 - d) w``.
 
     Held as a submodule of the model, so the averaged weights are saved and loaded with the
-    run; sample with ``ema.module`` rather than the raw network.
+    run; sample with ``ema.module`` rather than the raw network. The copy is never trained, so
+    it stays in eval mode whatever mode the model is put in (no dropout when sampling).
     """
 
     def __init__(self, module: nn.Module, decay: float = 0.999):
@@ -20,6 +21,12 @@ class EMA(nn.Module):
         self.decay = float(decay)
         self.module = copy.deepcopy(module)
         self.module.requires_grad_(False)
+        self.module.eval()
+
+    def train(self, mode: bool = True) -> EMA:
+        super().train(mode)
+        self.module.eval()
+        return self
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:

@@ -213,6 +213,24 @@ def test_only_images_are_clipped_to_their_range():
         assert image.generate(4, sampler=sampler).max().item() <= 1.0
 
 
+def test_the_image_elbo_bounds_the_clipped_chain_and_training_does_not_clip():
+    config = Diffusion.Config(
+        parameterization="x0", variance="posterior", objective="simple", **SMALL
+    )
+    beyond = with_network(Diffusion(config, IMAGE), Constant(5.0))
+    at_edge = with_network(Diffusion(config, IMAGE), Constant(1.0))
+    x = torch.rand(3, 1, 8, 8) * 2 - 1
+
+    def seeded(fn):
+        torch.manual_seed(0)
+        return fn()
+
+    # x0_hat = 5 clipped to the range is x0_hat = 1: the same chain, the same bound
+    assert torch.allclose(seeded(lambda: beyond.elbo(x)), seeded(lambda: at_edge.elbo(x)))
+    vlb = {m: seeded(lambda m=m: m.losses(Batch(x))["vlb"]) for m in (beyond, at_edge)}
+    assert vlb[beyond] > vlb[at_edge]
+
+
 @pytest.mark.parametrize("info", [VECTOR, IMAGE], ids=["vector", "image"])
 def test_train_step_logs_terms_and_moves_the_average(info):
     torch.manual_seed(6)
