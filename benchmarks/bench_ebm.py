@@ -108,26 +108,27 @@ def bench_toy(name: str, args) -> list[str]:
     info = DataInfo((2,))
     overrides = parse_set_options(args.ebm_set)
 
+    @torch.no_grad()
+    def held_out_nll(log_prob) -> float:
+        """Nats per held-out point in data units."""
+        return -(log_prob(test).mean().item() + to_data_units)
+
     ebm = EBM(build_config(EBM.Config, overrides), info)
     ebm_time = train_ebm(ebm, train, args.steps, args.lr, args.batch)
-    with torch.no_grad():
-        ebm_nll = -(ebm.log_prob(test).mean().item() + to_data_units)
+    ebm_nll = held_out_nll(ebm.log_prob)
 
     # the ablation: the same training with Langevin chains only, no data jumps
     torch.manual_seed(0)
     plain = EBM(build_config(EBM.Config, {**overrides, "data_jumps": False}), info)
     plain_time = train_ebm(plain, train, args.steps, args.lr, args.batch)
-    with torch.no_grad():
-        plain_nll = -(plain.log_prob(test).mean().item() + to_data_units)
+    plain_nll = held_out_nll(plain.log_prob)
 
     flow, nsf_time = train_nsf(train, args.nsf_steps, 1e-3, args.batch)
-    with torch.no_grad():
-        nsf_nll = -(flow().log_prob(test).mean().item() + to_data_units)
+    nsf_nll = held_out_nll(lambda x: flow().log_prob(x))
 
     exact = EBM(build_config(EBM.Config, overrides), info)
     exact_time = train_exact(exact, train, args.exact_steps, args.lr, args.batch)
-    with torch.no_grad():
-        exact_nll = -(exact.log_prob(test).mean().item() + to_data_units)
+    exact_nll = held_out_nll(exact.log_prob)
 
     torch.manual_seed(1)
     start = time.perf_counter()

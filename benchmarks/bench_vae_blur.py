@@ -34,7 +34,7 @@ def main():
     data = load_dataset("digits")
     classifier = load_digits_classifier()
     print(
-        f"# VAE samplers on digits: {args.steps} steps, defaults otherwise, 1000 samples, "
+        f"## VAE samplers on digits: {args.steps} steps, defaults otherwise, 1000 samples, "
         "metrics against the 297 held-out digits"
     )
     print(

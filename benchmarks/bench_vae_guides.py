@@ -30,7 +30,7 @@ def main():
     torch.set_num_threads(1)
     data = load_dataset("digits")
     print(
-        f"# VAE guides on digits: {args.steps} steps, batch 128, Adam 1e-3, "
+        f"## VAE guides on digits: {args.steps} steps, batch 128, Adam 1e-3, "
         f"z = {args.latent_dim}, {args.num_flows} flows, seed 0, 1 thread"
     )
     print("| guide | held-out ELBO (nats) | IWAE NLL K=1000 (nats) | s/step |")

@@ -101,6 +101,14 @@ def read_config_file(path: str | Path) -> dict:
     return data
 
 
+def check_choice(name: str, value, choices: Iterable) -> None:
+    """Raise ``ConfigError("unknown NAME 'value'; choose from a, b")`` unless ``value`` is one of
+    ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
+
+
 def build_config(config_cls: type, *sources: dict):
     """An instance of ``config_cls`` with the keys of ``sources`` applied in order.
 

@@ -2,7 +2,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from probgen.config import build_config, choice, config_to_dict, parse_set_options, read_config_file
+from probgen.config import (
+    build_config,
+    check_choice,
+    choice,
+    config_to_dict,
+    parse_set_options,
+    read_config_file,
+)
 from probgen.errors import ConfigError
 
 
@@ -58,3 +65,9 @@ def test_config_file_errors(tmp_path):
     (tmp_path / "list.json").write_text("[1]")
     with pytest.raises(ConfigError, match="JSON object"):
         read_config_file(tmp_path / "list.json")
+
+
+def test_check_choice_names_the_option_and_lists_the_choices():
+    check_choice("schedule", "cosine", ("linear", "cosine"))
+    with pytest.raises(ConfigError, match=r"unknown schedule 'cosin'; choose from linear, cosine$"):
+        check_choice("schedule", "cosin", ("linear", "cosine"))

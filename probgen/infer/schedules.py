@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from probgen.config import check_choice
 from probgen.errors import ConfigError
 
 SCHEDULES = ("linear", "cosine", "given")
@@ -59,18 +60,17 @@ def make_betas(schedule: str, num_steps: int, betas: Sequence[float] = ()) -> to
     """The float64 betas of a named schedule, or the user's own (``schedule="given"``)."""
     if num_steps < 1:
         raise ConfigError(f"timesteps must be positive, got {num_steps}")
+    check_choice("schedule", schedule, SCHEDULES)
     if schedule == "linear":
         return linear_betas(num_steps)
     if schedule == "cosine":
         return cosine_betas(num_steps)
-    if schedule == "given":
-        given = torch.as_tensor(tuple(betas), dtype=torch.float64)
-        if given.numel() != num_steps:
-            raise ConfigError(f"betas has {given.numel()} entries but timesteps={num_steps}")
-        if not bool(((given > 0) & (given < 1)).all()):
-            raise ConfigError("every beta must lie in (0, 1)")
-        return given
-    raise ConfigError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+    given = torch.as_tensor(tuple(betas), dtype=torch.float64)
+    if given.numel() != num_steps:
+        raise ConfigError(f"betas has {given.numel()} entries but timesteps={num_steps}")
+    if not bool(((given > 0) & (given < 1)).all()):
+        raise ConfigError("every beta must lie in (0, 1)")
+    return given
 
 
 class NoiseSchedule(nn.Module):

@@ -50,6 +50,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from probgen.config import check_choice
 from probgen.errors import ConfigError
 from probgen.infer.diffusion_samplers import (
     Prediction,
@@ -161,11 +162,6 @@ def _combine(a, x: torch.Tensor, b, y: torch.Tensor) -> torch.Tensor:
     return a * x + b * y
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
-
-
 class Diffusion(GenerativeModel):
     """DDPM/DDIM diffusion model; see the module docstring for the chain and its ELBO.
 
@@ -188,9 +184,9 @@ class Diffusion(GenerativeModel):
 
     def __init__(self, config: DiffusionConfig, data_info: DataInfo):
         super().__init__(config, data_info)
-        _check_choice("parameterization", config.parameterization, PARAMETERIZATIONS)
-        _check_choice("variance", config.variance, VARIANCES)
-        _check_choice("objective", config.objective, OBJECTIVES)
+        check_choice("parameterization", config.parameterization, PARAMETERIZATIONS)
+        check_choice("variance", config.variance, VARIANCES)
+        check_choice("objective", config.objective, OBJECTIVES)
         if config.variance == "learned" and config.objective == "simple":
             raise ConfigError("variance='learned' needs objective='hybrid' or 'elbo' to train it")
         self.schedule = NoiseSchedule(make_betas(config.schedule, config.timesteps, config.betas))
@@ -490,7 +486,7 @@ class Diffusion(GenerativeModel):
         if y is not None:
             raise ConfigError("the diffusion model is unconditional; labels are not supported")
         sampler = sampler or self.samplers[0]
-        _check_choice("sampler", sampler, self.samplers)
+        check_choice("sampler", sampler, self.samplers)
         if not 0.0 <= eta <= 1.0:
             raise ConfigError(f"eta must be in [0, 1], got {eta}")
         timesteps = self._sampler_steps(sampler, steps)

@@ -171,7 +171,10 @@ class EBM(GenerativeModel):
                 data_info.event_shape,
                 config.buffer_size,
                 config.reinit_fraction,
-                data_jumps=self._uses_data_jumps(config, data_info),
+                # jumps pay off where quadrature works: there a kernel density covers the model
+                data_jumps=(
+                    self.has_exact_likelihood if config.data_jumps is None else config.data_jumps
+                ),
             )
         except ValueError as exc:  # an unknown activation or chain start, a bad buffer size
             raise ConfigError(str(exc)) from exc
@@ -184,12 +187,6 @@ class EBM(GenerativeModel):
             self.box_low.fill_(data_info.value_range[0])
             self.box_high.fill_(data_info.value_range[1])
             self.box_ready.fill_(True)
-
-    @staticmethod
-    def _uses_data_jumps(config: EBMConfig, data_info: DataInfo) -> bool:
-        if config.data_jumps is not None:
-            return config.data_jumps
-        return data_info.kind == "vector" and data_info.dim <= MAX_QUADRATURE_DIM
 
     # -- the energy and the Pyro program -----------------------------------------------------
     def energy(self, x: torch.Tensor) -> torch.Tensor:

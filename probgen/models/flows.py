@@ -34,7 +34,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from probgen.config import choice
+from probgen.config import check_choice, choice
 from probgen.errors import ConfigError
 from probgen.flows.autoregressive import MaskedAutoregressive
 from probgen.flows.core import Bijection, Compose, Flatten, FlowDistribution
@@ -77,11 +77,6 @@ class FlowConfig:
     norm: str = choice("none", NORMS)
     activation: str = "relu"
     logit_alpha: float = 0.05
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
 
 
 def _mixing(kind: str, features: int) -> Bijection:
@@ -146,9 +141,9 @@ class Flow(GenerativeModel):
 
     def __init__(self, config: FlowConfig, data_info: DataInfo):
         super().__init__(config, data_info)
-        _check_choice("flow", config.flow, FLOWS)
-        _check_choice("mixing", config.mixing, MIXINGS)
-        _check_choice("norm", config.norm, NORMS)
+        check_choice("flow", config.flow, FLOWS)
+        check_choice("mixing", config.mixing, MIXINGS)
+        check_choice("norm", config.norm, NORMS)
         if config.transforms < 1 or not config.hidden:
             raise ConfigError("a flow needs transforms >= 1 and at least one hidden width")
         event_shape = tuple(data_info.event_shape)

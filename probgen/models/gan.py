@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from probgen.config import check_choice
 from probgen.errors import ConfigError
 from probgen.infer.adversarial import (
     ADVERSARIAL_LOSSES,
@@ -178,10 +179,7 @@ class GAN(GenerativeModel):
 
     def __init__(self, config: GAN.Config, data_info: DataInfo):
         super().__init__(config, data_info)
-        if config.loss not in ADVERSARIAL_LOSSES:
-            raise ConfigError(
-                f"unknown GAN loss {config.loss!r}; choose from {', '.join(ADVERSARIAL_LOSSES)}"
-            )
+        check_choice("GAN loss", config.loss, ADVERSARIAL_LOSSES)
         for name in ("n_critic", "pack", "group_size", "latent_dim"):
             if getattr(config, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")

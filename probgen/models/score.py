@@ -36,6 +36,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from probgen.config import check_choice
 from probgen.errors import ConfigError
 from probgen.infer.langevin import ULA, annealed_langevin_dynamics, langevin_dynamics
 from probgen.infer.sde import VESDE, VPSDE, ScoreSDE, SubVPSDE, ode_log_prob, ode_sample, pc_sample
@@ -103,8 +104,7 @@ class ScoreModel(GenerativeModel):
 
     def __init__(self, config: Config, data_info: DataInfo):
         super().__init__(config, data_info)
-        if config.sde not in SAMPLERS:
-            raise ConfigError(f"unknown sde {config.sde!r}; choose from {', '.join(SAMPLERS)}")
+        check_choice("sde", config.sde, SAMPLERS)
         if config.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {config.objective!r}; choose dsm or ssm")
         if config.sigma_min <= 0 or (
