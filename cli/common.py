@@ -33,17 +33,18 @@ def load_run_model(run: str, device: str, trust_code: bool):
     return load_model(run, resolve_device(device), trust_code=trust_code)
 
 
-def run_dataset(run: str, data: str | None, data_key=None, labels=None):
-    """The dataset given with ``-d``, else the one the run was fitted on."""
+def run_dataset(run: str, data: str | None, data_key=None, labels=None, as_test: bool = True):
+    """The dataset given with ``-d`` (a file: every row held out, unless ``as_test`` is
+    false), else the run's own."""
     from probgen.data import load_dataset
+    from probgen.evaluation import as_test_data
     from probgen.runs import Run
+    from probgen.train import load_run_dataset
 
     if data is not None:
-        return load_dataset(data, data_key=data_key, labels=labels)
-    spec = Run(run).read_config()["data"]
-    return load_dataset(
-        spec["source"], spec.get("data_key"), spec.get("labels"), seed=spec.get("seed", 0)
-    )
+        dataset = load_dataset(data, data_key=data_key, labels=labels)
+        return as_test_data(dataset) if as_test else dataset
+    return load_run_dataset(Run(run).read_config()["data"])
 
 
 def check_output(path: str, suffixes: tuple[str, ...]) -> Path:

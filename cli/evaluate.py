@@ -91,9 +91,9 @@ option_n = click.option(
 )
 option_feature = click.option(
     "--feature",
-    default="digits",
-    show_default=True,
-    help="Image features: digits, pixels, inception:PATH, module:callable.",
+    default=None,
+    help="Image features: digits, mnist, pixels, inception:PATH, module:callable "
+    "[default: the shipped classifier for 8x8 or 28x28 digits, else pixels].",
 )
 
 

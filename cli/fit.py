@@ -74,6 +74,21 @@ def _launch(nproc: int) -> int:
     help="bf16: bfloat16 autocast of the training step.",
 )
 @click.option(
+    "--guide",
+    type=click.Choice(["auto_normal", "auto_mvn", "auto_lowrank", "auto_iaf", "auto_delta"]),
+    default=None,
+    help="AutoGuide for a Pyro program without a guide [default: auto_normal].",
+)
+@click.option(
+    "--mcmc",
+    type=click.Choice(["nuts", "hmc", "mala", "ula"]),
+    default=None,
+    help="Fit a Pyro program's latents by MCMC instead of SVI.",
+)
+@click.option("--chains", type=int, default=None, help="MCMC chains [default: 2].")
+@click.option("--num-samples", type=int, default=None, help="MCMC draws per chain [default: 500].")
+@click.option("--warmup", type=int, default=None, help="MCMC warm-up steps [default: 500].")
+@click.option(
     "--nproc",
     type=int,
     default=1,
@@ -99,12 +114,32 @@ def fit(
     labels,
     quiet,
     precision,
+    guide,
+    mcmc,
+    chains,
+    num_samples,
+    warmup,
     nproc,
 ):
-    """Fit MODEL (a name from `probgen list`, file.py:Class or module:Class) to DATA."""
+    """Fit MODEL to DATA: a name from `probgen list`, or a Pyro program FILE.py:MODEL[,GUIDE]
+    or package.module:MODEL[,GUIDE] (plain functions, or a class with model/guide methods)."""
     from probgen.distributed import launched_by_torchrun
+    from probgen.errors import ConfigError
+    from probgen.models.registry import is_builtin
     from probgen.train import fit as fit_model
 
+    program_flags = {
+        "guide": guide,
+        "mcmc": mcmc,
+        "chains": chains,
+        "num_samples": num_samples,
+        "warmup": warmup,
+    }
+    given = {k: v for k, v in program_flags.items() if v is not None}
+    if given and is_builtin(model):
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise ConfigError(f"{flag} applies to Pyro programs (FILE.py:MODEL), not to {model!r}")
+    options = [*options, *(f"{k}={v}" for k, v in given.items())]
     out = out or _default_out(model, data)
     if nproc > 1 and not launched_by_torchrun():
         sys.exit(_launch(nproc))
@@ -132,10 +167,28 @@ def fit(
 
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    history = Run(out).read_history()
+    run = Run(out)
+    if mcmc:
+        click.echo(_mcmc_summary(model, data, run))
+        return
+    history = run.read_history()
     last = history[-1] if history else {}
     click.echo(
         f"fitted {model} on {data}: {int(last.get('step', 0))} steps, "
         f"loss {last.get('loss', float('nan')):.4g}, {last.get('wall_time', 0):.1f} s; "
         f"run saved in {out}"
+    )
+
+
+def _mcmc_summary(model: str, data: str, run) -> str:
+    from probgen.runs import read_json
+
+    diag = read_json(run.path / "diagnostics.json")
+    chains = diag["chains"]
+    rhat, ess = diag.get("max_r_hat"), diag.get("min_ess")
+    return (
+        f"fitted {model} on {data} by MCMC: {len(chains)} chains x {diag['num_samples']} draws, "
+        f"{sum(int(c.get('divergences', 0)) for c in chains)} divergences, "
+        f"max r-hat {'n/a' if rhat is None else f'{rhat:.3f}'}, "
+        f"min ESS {'n/a' if ess is None else f'{ess:.0f}'}; run saved in {run.path}"
     )

@@ -31,7 +31,6 @@ from .common import device_option, load_run_model, run_dataset, seed_option, tru
 @trust_option
 def inspect_run(run, data, out, points, draws, chains, warmup, kernel, seed, device, trust_code):
     """Build ArviZ InferenceData for RUN, save it as netCDF, print a summary, plot diagnostics."""
-    import arviz as az
     import torch
 
     from probgen import inspect as pg_inspect
@@ -45,18 +44,10 @@ def inspect_run(run, data, out, points, draws, chains, warmup, kernel, seed, dev
     out_dir = Path(out) if out else Path(run) / "inspect"
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    if model.supports("guide"):
-        dataset = run_dataset(run, data)
-        k = min(points, len(dataset.test))
-        x = model.preprocessor.forward(torch.as_tensor(dataset.test[:k]).to(model.device))
-        y = None
-        if dataset.test_labels is not None and getattr(model.config, "conditional", False):
-            y = torch.as_tensor(dataset.test_labels[:k]).to(model.device)
-        idata = pg_inspect.guide_inference_data(model, x, y, draws)
-    elif hasattr(model, "mcmc_kernel"):
-        idata = pg_inspect.mcmc_inference_data(model, kernel, draws, warmup, chains)
-    else:
-        idata = az.InferenceData()
+    dataset = run_dataset(run, data) if model.supports("sites") or model.supports("guide") else None
+    idata = pg_inspect.inference_data(
+        model, dataset, points=points, draws=draws, kernel=kernel, chains=chains, warmup=warmup
+    )
     trace = pg_inspect.loss_trace(Run(run).read_history())
     if trace.data_vars:
         idata.add_groups(loss_trace=trace)

@@ -31,7 +31,7 @@ def _require(model, method: str, run: str):
 def _labels_tensor(model, labels):
     import torch
 
-    if labels is None or not getattr(model.config, "conditional", False):
+    if labels is None or not model.supports("labels"):
         return None
     return torch.as_tensor(labels).to(model.device)
 
@@ -60,7 +60,7 @@ def encode(run, data, out, split, data_key, labels, device, trust_code):
     out_path = check_output(out, (".npz",))
     model = load_run_model(run, device, trust_code)
     _require(model, "encode", run)
-    dataset = run_dataset(run, data, data_key, labels)
+    dataset = run_dataset(run, data, data_key, labels, as_test=False)
     if dataset.event_shape != tuple(model.data_info.event_shape):
         raise ConfigError(
             f"{data} has shape {dataset.event_shape}; {run} expects "
@@ -188,7 +188,7 @@ def interpolate(run, index_a, index_b, k, path_kind, out, data, device, trust_co
     v = torch.as_tensor(dataset.test[[index_a, index_b]]).to(model.device)
     labels = dataset.test_labels
     y = None
-    if labels is not None and getattr(model.config, "conditional", False):
+    if labels is not None and model.supports("labels"):
         y = torch.as_tensor(labels[[index_a, index_a]]).to(model.device)
     with torch.no_grad():
         z = model.encode(model.preprocessor.forward(v), y)

@@ -9,7 +9,7 @@ from .evaluate import compare, evaluate
 from .fit import fit
 from .inspect import inspect_run
 from .latent import decode, encode, interpolate
-from .listing import list_all
+from .listing import info, list_all
 from .sample import sample
 
 
@@ -19,5 +19,16 @@ def main():
     """probgen: deep generative models as Pyro programs."""
 
 
-for command in (list_all, fit, sample, evaluate, compare, encode, decode, interpolate, inspect_run):
+for command in (
+    list_all,
+    info,
+    fit,
+    sample,
+    evaluate,
+    compare,
+    encode,
+    decode,
+    interpolate,
+    inspect_run,
+):
     main.add_command(command)

@@ -23,10 +23,13 @@ from .common import (
 @click.option("--sampler", default=None, help="Sampler name [default: the model's first].")
 @click.option("--steps", type=int, default=None, help="Sampler steps (diffusion, Langevin...).")
 @click.option("--class", "label", type=int, default=None, help="Class to draw (conditional).")
+@click.option(
+    "--site", default=None, help="A Pyro program's site to draw [default: the data site]."
+)
 @seed_option
 @device_option
 @trust_option
-def sample(run, n, out, sampler, steps, label, seed, device, trust_code):
+def sample(run, n, out, sampler, steps, label, site, seed, device, trust_code):
     """Draw N samples from the model in RUN, in the data's own units and shape."""
     import torch
 
@@ -40,12 +43,16 @@ def sample(run, n, out, sampler, steps, label, seed, device, trust_code):
         raise ConfigError(f"unknown sampler {sampler!r}; {run} offers {', '.join(model.samplers)}")
     if label is not None:
         classes = model.data_info.num_classes
-        if not classes or not getattr(model.config, "conditional", False):
+        if not classes or not model.supports("labels"):
             raise ConfigError("--class needs a conditional model (fit with --set conditional=true)")
         if not 0 <= label < classes:
             raise ConfigError(f"--class must be in 0..{classes - 1}")
+    if site is not None and not model.supports("sites"):
+        raise ConfigError(f"--site applies to Pyro programs; {run} holds a built-in family")
     torch.manual_seed(seed)
     options = {} if steps is None else {"steps": steps}
+    if site is not None:
+        options["site"] = site
     y = None if label is None else torch.full((n,), label, dtype=torch.long)
     samples = model.sample(n, y=y, sampler=sampler, **options).cpu().numpy()
     if out_path.suffix.lower() == ".png":

@@ -56,16 +56,16 @@ def shutdown(group: ProcessGroup) -> None:
 
 
 class LossModule(nn.Module):
-    """``forward(x, y) = model.loss(Batch(x, y))``: the module DDP wraps and synchronises."""
+    """``forward(x, y, index) = model.loss(Batch(x, y, index))``: what DDP wraps and syncs."""
 
     def __init__(self, model: GenerativeModel):
         super().__init__()
         self.model = model
 
-    def forward(self, x, y=None):
+    def forward(self, x, y=None, index=None):
         # tells the optimisers' pre-step hooks that DDP has already averaged these gradients
         self.model.__dict__["_gradients_synchronised"] = True
-        return self.model.loss(Batch(x, y))
+        return self.model.loss(Batch(x, y, index))
 
 
 def synchronise(model: GenerativeModel, optimizers, group: ProcessGroup) -> None:

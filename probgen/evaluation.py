@@ -7,14 +7,16 @@ density), so numbers are comparable across preprocessing choices and with other 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
 import numpy as np
 import torch
 
-from probgen.data.datasets import Dataset
+from probgen.data.datasets import DATASETS, Dataset
 from probgen.errors import ConfigError
+from probgen.metrics.features import default_feature_for
 from probgen.metrics.likelihood import likelihood_summary
 from probgen.metrics.suite import IMAGE_METRICS, SAMPLE_METRICS, VECTOR_METRICS, evaluate_samples
 from probgen.models.base import GenerativeModel
@@ -22,6 +24,18 @@ from probgen.models.base import GenerativeModel
 LIKELIHOOD_METRICS = ("nll", "elbo", "nll_is", "sample_speed")
 METRICS = LIKELIHOOD_METRICS + SAMPLE_METRICS
 CHUNK = 256
+
+
+def as_test_data(dataset: Dataset) -> Dataset:
+    """``dataset`` with every row held out: a file given for evaluation is all test data
+    (registered datasets keep their own test split)."""
+    if dataset.name in DATASETS:
+        return dataset
+    both = np.concatenate([dataset.train, dataset.test])
+    labels = None
+    if dataset.train_labels is not None:
+        labels = np.concatenate([dataset.train_labels, dataset.test_labels])
+    return dataclasses.replace(dataset, test=both, test_labels=labels)
 
 
 def chunked(fn, x, y=None, size=CHUNK):
@@ -69,7 +83,7 @@ def likelihood_metrics(
             out["elbo"] = -stats["neg_elbo"]
             out["elbo_se"] = stats["neg_elbo_se"]
             out["elbo_bits_per_dim"] = stats["neg_elbo_bits_per_dim"]
-        if "nll_is" in names and hasattr(model, "log_marginal"):
+        if "nll_is" in names and model.supports("log_marginal"):
             fn = lambda xb, yb: model.log_marginal(xb, yb, num_particles=num_particles)  # noqa: E731
             stats = summary("nll_is", chunked(fn, x, y, size=32))
             out.update(stats)
@@ -86,7 +100,7 @@ def evaluate_model(
     n: int | None = None,
     sampler: str | None = None,
     steps: int | None = None,
-    feature: str = "digits",
+    feature: str | None = None,
     num_particles: int = 1000,
     seed: int = 0,
 ) -> tuple[dict, np.ndarray]:
@@ -124,14 +138,15 @@ def evaluate_model(
     return {k: _plain(v) for k, v in results.items()}, samples
 
 
-def score_samples(samples, dataset: Dataset, metrics=None, feature="digits", seed=0) -> dict:
+def score_samples(samples, dataset: Dataset, metrics=None, feature=None, seed=0) -> dict:
     """Sample metrics of ``samples`` (data units) against ``dataset``'s held-out split.
 
-    The shipped digits classifier only reads 8x8 images: other image sizes fall back to pixel
-    features unless another extractor is named.
+    Image features default to the shipped classifier for the images' shape (8x8 digits, 28x28
+    MNIST digits), else pixels (:func:`~probgen.metrics.features.default_feature_for`); the
+    memorisation ratio compares samples with the training images.
     """
-    if dataset.kind == "image" and feature == "digits" and dataset.event_shape != (1, 8, 8):
-        feature = "pixels"
+    if dataset.kind == "image" and feature is None:
+        feature = default_feature_for(dataset.event_shape)
     return evaluate_samples(
         samples,
         dataset.test,
@@ -141,6 +156,7 @@ def score_samples(samples, dataset: Dataset, metrics=None, feature="digits", see
         mixture=dataset.mixture,
         seed=seed,
         value_range=(0.0, float(dataset.levels - 1)) if dataset.levels else None,
+        train=dataset.train if dataset.kind == "image" else None,
     )
 
 

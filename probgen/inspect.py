@@ -105,6 +105,49 @@ def mcmc_inference_data(
     return az.from_pyro(mcmc)
 
 
+def inference_data(
+    model: GenerativeModel,
+    dataset=None,
+    points: int = 8,
+    draws: int = 500,
+    kernel: str | None = None,
+    chains: int = 4,
+    warmup: int = 200,
+) -> az.InferenceData:
+    """The InferenceData ``probgen inspect`` writes, by what the model supports.
+
+    Pyro programs: :func:`~probgen.programs.inference_data.program_inference_data` on the points
+    the posterior conditions on (the training data for MCMC runs and global latents, else
+    ``points`` held-out rows); guides: :func:`guide_inference_data` of ``points`` held-out rows;
+    families with an MCMC kernel: :func:`mcmc_inference_data`.
+    """
+    if model.supports("sites"):
+        from probgen.programs.inference_data import program_inference_data
+
+        local = bool(model.structure.local_latents) and not model.fits_by_mcmc()
+        rows, labels = (
+            (dataset.test[:points], dataset.test_labels)
+            if local
+            else (dataset.train[:5000], dataset.train_labels)
+        )
+        x, y = _model_space(model, rows, labels)
+        return program_inference_data(model, x, y, draws)
+    if model.supports("guide"):
+        x, y = _model_space(model, dataset.test[:points], dataset.test_labels)
+        return guide_inference_data(model, x, y, draws)
+    if hasattr(model, "mcmc_kernel"):
+        return mcmc_inference_data(model, kernel, draws, warmup, chains)
+    return az.InferenceData()
+
+
+def _model_space(model: GenerativeModel, rows, labels):
+    x = model.preprocessor.forward(torch.as_tensor(rows).to(model.device))
+    y = None
+    if labels is not None and model.supports("labels"):
+        y = torch.as_tensor(labels[: len(rows)]).to(model.device)
+    return x, y
+
+
 def summary(idata: az.InferenceData):
     """``arviz.summary`` of the posterior (r-hat and ESS need more than one chain)."""
     return az.summary(idata, kind="all" if idata.posterior.sizes.get("chain", 1) > 1 else "stats")

@@ -7,6 +7,7 @@ RUN/
   optimizer.safetensors  optimiser state and RNG state, for --resume
   train_state.json       step, epoch, optimiser hyperparameters
   history.csv            step, epoch, wall time and every logged term
+  diagnostics.json       MCMC runs: each chain's kernel diagnostics
   metrics.json           written by `probgen evaluate`
 ```
 
@@ -44,6 +45,7 @@ OPTIMIZER = "optimizer.safetensors"
 TRAIN_STATE = "train_state.json"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
+DIAGNOSTICS = "diagnostics.json"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -176,6 +178,9 @@ class Run:
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.path / METRICS, metrics)
 
+    def write_diagnostics(self, diagnostics: dict) -> None:
+        write_json(self.path / DIAGNOSTICS, diagnostics)
+
     # -- reading ---------------------------------------------------------------------------
     def read_config(self) -> dict:
         if not self.path.is_dir():
@@ -240,6 +245,10 @@ class Run:
 
     def load_weights(self, model: GenerativeModel) -> None:
         tensors = self._read_tensors(WEIGHTS)
+        try:
+            model.before_load(tensors)
+        except (ConfigError, KeyError) as exc:
+            raise RunError(f"{self.path}: cannot rebuild the model ({exc})") from None
         try:
             model.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:

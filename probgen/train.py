@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from probgen.config import build_config, parse_set_options, read_config_file
 from probgen.data.datasets import Dataset, fit_preprocessor, load_dataset
+from probgen.data.preprocess import Identity
 from probgen.distributed import (
     ProcessGroup,
     all_reduce_mean,
@@ -31,7 +32,7 @@ from probgen.distributed import (
 )
 from probgen.errors import ConfigError, ProbgenError, RunError, TrainingDiverged
 from probgen.models.base import Batch, DataInfo, GenerativeModel
-from probgen.models.registry import resolve_model
+from probgen.models.registry import resolve_model, spec_of
 from probgen.runs import Run, TrainState, config_payload
 
 
@@ -121,7 +122,15 @@ class BatchStream:
         x = self.x[idx]
         if self.noisy:
             x = self.preprocessor.forward(x, train=True)
-        return Batch(x, self.y[idx] if self.y is not None else None)
+        return Batch(x, self.y[idx] if self.y is not None else None, idx)
+
+    def setup_batch(self) -> Batch:
+        """The first ``batch_size`` training rows in stored order, for ``model.setup``."""
+        idx = torch.arange(min(self.batch_size, self.n), device=self.x.device)
+        x = self.x[idx]
+        if self.noisy:
+            x = self.preprocessor.forward(x)
+        return Batch(x, self.y[idx] if self.y is not None else None, idx)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Where the stream stands, saved with checkpoints so a resumed run continues exactly."""
@@ -256,12 +265,20 @@ def train(
 
 
 def build_model(
-    model_spec: str, dataset: Dataset, config_sources: tuple[dict, ...] = (), seed: int = 0
+    model: str | type, dataset: Dataset, config_sources: tuple[dict, ...] = (), seed: int = 0
 ) -> GenerativeModel:
-    """A fresh model for ``dataset``: its config validated, its preprocessor fitted."""
-    cls = resolve_model(model_spec)
+    """A fresh model for ``dataset``: its config validated, its preprocessor fitted.
+
+    ``model`` is a registered name, a spec (``FILE.py:NAME[,GUIDE]``) or a model class.
+    """
+    cls = resolve_model(model) if isinstance(model, str) else model
+    check_contract(cls)
     config = build_config(cls.Config, *config_sources)
-    preprocessor = fit_preprocessor(dataset, cls.image_range, cls.dequantize)
+    preprocessor = (
+        fit_preprocessor(dataset, cls.image_range, cls.dequantize)
+        if cls.wants_preprocessing(config)
+        else Identity()
+    )
     data_info = DataInfo(
         event_shape=dataset.event_shape,
         kind=dataset.kind,
@@ -271,15 +288,31 @@ def build_model(
     )
     seed_everything(seed)
     try:
-        model = cls(config, data_info)
+        net = cls(config, data_info)
     except ValueError as exc:
-        raise ConfigError(f"{model_spec}: {exc}") from None
-    model.preprocessor = preprocessor
-    return model
+        raise ConfigError(f"{spec_of(cls, str(model))}: {exc}") from None
+    net.preprocessor = preprocessor
+    return net
+
+
+def check_contract(cls: type) -> None:
+    """One line, before any run directory is written, when a model class cannot be fitted."""
+    if not (isinstance(cls, type) and issubclass(cls, GenerativeModel)):
+        raise ConfigError(f"{cls!r} is not a probgen model")
+    missing = []
+    if cls.loss is GenerativeModel.loss and cls.train_step is GenerativeModel.train_step:
+        missing.append("loss() (or train_step())")
+    if cls.generate is GenerativeModel.generate:
+        missing.append("generate()")
+    if missing:
+        raise ConfigError(
+            f"{cls.__name__} defines no {' and no '.join(missing)}: a GenerativeModel subclass "
+            "must, or give its model/guide as a plain Pyro program (FILE.py:model,guide)"
+        )
 
 
 def fit(
-    model: str,
+    model: str | type,
     data: str | Dataset,
     out: str | Path | None = None,
     *,
@@ -299,7 +332,7 @@ def fit(
     checkpoint_every: int = 1000,
     precision: str = "fp32",
 ) -> GenerativeModel:
-    """Fit ``model`` (a registered name, ``file.py:Class`` or ``module:Class``) to ``data``.
+    """Fit ``model`` (a registered name, a ``FILE.py:NAME[,GUIDE]`` spec or a class) to ``data``.
 
     Args:
         model: which model.
@@ -335,120 +368,154 @@ def fit(
     group = init_process_group(dev)
     if group.active and dev.type == "cuda":
         dev = torch.device("cuda", group.local_rank)
+    request = FitRequest(
+        model=model,
+        data=data,
+        out=out,
+        budget=(steps, epochs),
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=dev,
+        sources=sources,
+        data_options={"data_key": data_key, "labels": labels},
+        resume=resume,
+        overwrite=overwrite,
+        loop=LoopOptions(
+            steps=0, checkpoint_every=checkpoint_every, quiet=quiet, precision=precision
+        ),
+    )
     try:
-        settings = FitSettings(
-            model,
-            data,
-            out,
-            steps,
-            epochs,
-            batch_size,
-            lr,
-            seed,
-            dev,
-            quiet,
-            sources,
-            data_key,
-            labels,
-            resume,
-            overwrite,
-            checkpoint_every,
-            precision,
-        )
-        return _fit(settings, group)
+        return _fit(request, group)
     finally:
         shutdown(group)
 
 
 @dataclass
-class FitSettings:
+class FitRequest:
     """Everything :func:`fit` was asked, validated, for :func:`_fit`."""
 
-    model: str
+    model: str | type
     data: str | Dataset
     out: str | Path | None
-    steps: int | None
-    epochs: int | None
+    budget: tuple[int | None, int | None]
     batch_size: int
     lr: float
     seed: int
     device: torch.device
-    quiet: bool
     sources: tuple[dict, ...]
-    data_key: str | None
-    labels: str | None
+    data_options: dict
     resume: bool
     overwrite: bool
-    checkpoint_every: int
-    precision: str
+    loop: LoopOptions
 
 
-def _fit(s: FitSettings, group: ProcessGroup) -> GenerativeModel:
-    model, out, dev, seed = s.model, s.out, s.device, s.seed
-    run = Run(out) if out is not None else None
-    if s.resume:
-        if run is None or not run.exists():
-            raise RunError(f"--resume: no run to resume in {out}")
-        if s.sources:
-            raise ConfigError("--resume continues a run with its stored options; drop -c/--set")
-        stored = run.read_config()
-        if stored["model"] != model:
-            raise ConfigError(f"--resume: {out} holds a {stored['model']!r} run, not {model!r}")
-        state, meta = run.read_train_state()
-        dataset = _reload_dataset(stored["data"])
-        net = run.build_model(trust_code=True)
-        run.load_weights(net)
-        net.to(dev)
-        seed = stored["seed"]
-        optimizers = net.configure_optimizers(state.lr)
-        stream = BatchStream(
-            dataset.train,
-            dataset.train_labels,
-            net.preprocessor,
-            state.batch_size,
-            dev,
-            seed,
-            group,
-        )
-        stream.load_state_tensors(run.load_optimizers(optimizers, meta))
-        history = run.read_history()
-        target = _target_steps(s.steps, s.epochs, stream, state.target_steps or net.default_steps)
-    else:
-        if run is not None and run.path.exists() and any(run.path.iterdir()) and not s.overwrite:
-            raise RunError(
-                f"{run.path} is not empty; choose another -o, --resume it, or --overwrite"
-            )
-        dataset = (
-            s.data if isinstance(s.data, Dataset) else _load(s.data, s.data_key, s.labels, seed)
-        )
-        net = build_model(model, dataset, s.sources, seed).to(dev)
-        optimizers = net.configure_optimizers(s.lr)
-        stream = BatchStream(
-            dataset.train, dataset.train_labels, net.preprocessor, s.batch_size, dev, seed, group
-        )
-        target = _target_steps(s.steps, s.epochs, stream, net.default_steps)
-        state = TrainState(0, 0, target, stream.global_batch_size, s.lr)
-        history = []
+@dataclass
+class Session:
+    """A model ready to train: its data stream, optimisers, progress and run directory."""
+
+    net: GenerativeModel
+    dataset: Dataset
+    stream: BatchStream
+    optimizers: list
+    state: TrainState
+    history: list[dict]
+    seed: int
+    target: int
+
+
+def _fit(r: FitRequest, group: ProcessGroup) -> GenerativeModel:
+    run = Run(r.out) if r.out is not None else None
+    session = _resume(r, run, group) if r.resume else _start(r, run, group)
+    net, stream = session.net, session.stream
     barrier(group)  # every process has checked the run directory before rank 0 writes to it
     writer = run if group.is_main else None
-    if writer is not None and not s.resume:
-        writer.write_config(config_payload(model, net, dataset.spec, seed))
-        writer.save_checkpoint(net, optimizers, state, history, stream.state_tensors())
+    if writer is not None and not r.resume:
+        name = spec_of(type(net), r.model if isinstance(r.model, str) else "")
+        writer.write_config(config_payload(name, net, session.dataset.spec, session.seed))
+    if net.fits_by_mcmc():
+        return _sample_chains(net, stream, session, writer, group, r.loop.quiet)
+    if writer is not None and not r.resume:
+        writer.save_checkpoint(net, session.optimizers, session.state, [], stream.state_tensors())
     if group.active:
-        synchronise(net, optimizers, group)
-        seed_everything(seed + 7919 * group.rank)  # distinct noise per process, same weights
-
-    state.target_steps = target
-    loop = LoopOptions(
-        steps=target, checkpoint_every=s.checkpoint_every, quiet=s.quiet, precision=s.precision
-    )
-    train(net, stream, optimizers, loop, state, history, writer, group)
+        synchronise(net, session.optimizers, group)
+        seed_everything(session.seed + 7919 * group.rank)  # distinct noise, same weights
+    session.state.target_steps = session.target
+    r.loop.steps = session.target
+    train(net, stream, session.optimizers, r.loop, session.state, session.history, writer, group)
     net.eval()
     # forked so a later --resume continues from the RNG state training ended with
-    with torch.no_grad(), torch.random.fork_rng(devices=[] if dev.type == "cpu" else [dev]):
+    with (
+        torch.no_grad(),
+        torch.random.fork_rng(devices=[] if net.device.type == "cpu" else [net.device]),
+    ):
         net.on_fit_end(stream.all_model_space(), stream.y)
     if writer is not None:
-        writer.save_checkpoint(net, optimizers, state, history, stream.state_tensors())
+        writer.save_checkpoint(
+            net, session.optimizers, session.state, session.history, stream.state_tensors()
+        )
+    return net
+
+
+def _start(r: FitRequest, run: Run | None, group: ProcessGroup) -> Session:
+    if run is not None and run.path.exists() and any(run.path.iterdir()) and not r.overwrite:
+        raise RunError(f"{run.path} is not empty; choose another -o, --resume it, or --overwrite")
+    dataset = r.data if isinstance(r.data, Dataset) else _load(r.data, r.data_options, r.seed)
+    net = build_model(r.model, dataset, r.sources, r.seed).to(r.device)
+    stream = BatchStream(
+        dataset.train, dataset.train_labels, net.preprocessor, r.batch_size, r.device, r.seed, group
+    )
+    net.setup(stream.setup_batch(), stream.n)
+    optimizers = net.configure_optimizers(r.lr)
+    target = _target_steps(*r.budget, stream, net.default_steps)
+    state = TrainState(0, 0, target, stream.global_batch_size, r.lr)
+    return Session(net, dataset, stream, optimizers, state, [], r.seed, target)
+
+
+def _resume(r: FitRequest, run: Run | None, group: ProcessGroup) -> Session:
+    if run is None or not run.exists():
+        raise RunError(f"--resume: no run to resume in {r.out}")
+    if r.sources:
+        raise ConfigError("--resume continues a run with its stored options; drop -c/--set")
+    stored = run.read_config()
+    if isinstance(r.model, str) and stored["model"] != r.model:
+        raise ConfigError(f"--resume: {r.out} holds a {stored['model']!r} run, not {r.model!r}")
+    state, meta = run.read_train_state()
+    dataset = load_run_dataset(stored["data"])
+    net = run.build_model(trust_code=True)
+    run.load_weights(net)
+    if net.fits_by_mcmc():
+        raise ConfigError("--resume continues optimisation; an MCMC run is complete as it is")
+    net.to(r.device)
+    optimizers = net.configure_optimizers(state.lr)
+    stream = BatchStream(
+        dataset.train,
+        dataset.train_labels,
+        net.preprocessor,
+        state.batch_size,
+        r.device,
+        stored["seed"],
+        group,
+    )
+    stream.load_state_tensors(run.load_optimizers(optimizers, meta))
+    history = run.read_history()
+    target = _target_steps(*r.budget, stream, state.target_steps or net.default_steps)
+    return Session(net, dataset, stream, optimizers, state, history, stored["seed"], target)
+
+
+def _sample_chains(net, stream, session: Session, writer, group, quiet: bool) -> GenerativeModel:
+    """Fit by MCMC: chains over all training data, saved with their diagnostics."""
+    if group.active:
+        raise ConfigError("--mcmc runs in one process; drop --nproc / torchrun")
+    net.eval()
+    start = time.perf_counter()
+    diagnostics = net.run_mcmc(stream.all_model_space(), stream.y, quiet)
+    session.history.append({"step": 0, "epoch": 0, "wall_time": time.perf_counter() - start})
+    if writer is not None:
+        writer.write_diagnostics(diagnostics)
+        writer.save_checkpoint(
+            net, session.optimizers, session.state, session.history, stream.state_tensors()
+        )
     return net
 
 
@@ -460,11 +527,11 @@ def _target_steps(steps, epochs, stream: BatchStream, default: int) -> int:
     return default
 
 
-def _load(data: str, data_key, labels, seed) -> Dataset:
-    return load_dataset(data, data_key=data_key, labels=labels, seed=seed)
+def _load(data: str, options: dict, seed: int) -> Dataset:
+    return load_dataset(data, data_key=options["data_key"], labels=options["labels"], seed=seed)
 
 
-def _reload_dataset(spec: dict) -> Dataset:
+def load_run_dataset(spec: dict) -> Dataset:
     """The dataset a run was fitted on, from the spec stored in its ``config.json``."""
     return load_dataset(
         spec["source"],

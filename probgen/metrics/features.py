@@ -5,6 +5,9 @@ spec                                        features (and class probabilities, w
 ==========================================  ==================================================
 ``digits``                                  the shipped digits classifier's 64 penultimate
                                             activations; its softmax gives probabilities
+``mnist``                                   the shipped MNIST classifier's 64 penultimate
+                                            activations (28x28 digits, 0..255); its softmax
+                                            gives probabilities
 ``pixels``                                  the flattened images in data units
 ``inception:/path/pt_inception-2015-12-05``  Inception-v3 pool features (2048) and softmax of
                                             its logits, the standard FID network, loaded from
@@ -12,9 +15,10 @@ spec                                        features (and class probabilities, w
 ``package.module:function``                 ``function(images) -> (N, d)``, a user's own
 ==========================================  ==================================================
 
-Images arrive as ``(N, C, H, W)`` in the data's own units (0..16 for digits). Nothing is ever
-downloaded: Inception's weights must be a local file (the standard
-``pt_inception-2015-12-05-6726825d.pth`` of pytorch-fid / torch-fidelity).
+Images arrive as ``(N, C, H, W)`` in the data's own units (0..16 for digits, 0..255 for MNIST).
+:func:`default_feature_for` picks the shipped network that reads an image shape, else pixels
+(see :data:`PIXEL_FALLBACK`). Nothing is ever downloaded: Inception's weights must be a local
+file (the standard ``pt_inception-2015-12-05-6726825d.pth`` of pytorch-fid / torch-fidelity).
 """
 
 from __future__ import annotations
@@ -27,9 +31,23 @@ import torch
 
 from probgen.errors import ConfigError, DataError
 from probgen.metrics.digits_classifier import load_digits_classifier
+from probgen.metrics.mnist_classifier import load_mnist_classifier
 
-FEATURE_SPECS = ("digits", "pixels", "inception:PATH", "module:callable")
+FEATURE_SPECS = ("digits", "mnist", "pixels", "inception:PATH", "module:callable")
 BATCH_SIZE = 500
+SHIPPED_FEATURES = {(1, 8, 8): "digits", (1, 28, 28): "mnist"}
+PIXEL_FALLBACK = (
+    "images of other shapes are compared on their pixels: FID, KID, precision/recall/density/"
+    "coverage, sharpness and memorisation apply; the Inception Score, classifier confidence and "
+    "classes covered need class probabilities and are skipped (give --feature inception:PATH or "
+    "module:callable for a network)"
+)
+
+
+def default_feature_for(event_shape) -> str:
+    """The feature spec for images of ``event_shape`` ``(C, H, W)``: ``"digits"`` for
+    ``(1, 8, 8)``, ``"mnist"`` for ``(1, 28, 28)``, else ``"pixels"`` (:data:`PIXEL_FALLBACK`)."""
+    return SHIPPED_FEATURES.get(tuple(int(d) for d in event_shape), "pixels")
 
 
 def _as_images(images) -> torch.Tensor:
@@ -94,15 +112,24 @@ class NetworkFeatures(FeatureExtractor):
         return self._outputs(images)[1].to(torch.float64).softmax(1)
 
 
-def digits_features(device: torch.device | str = "cpu") -> NetworkFeatures:
-    """The shipped digits classifier (8x8 digits, intensities 0..16)."""
-    model = load_digits_classifier(device)
+def _classifier_features(name: str, model, device) -> NetworkFeatures:
+    """A shipped classifier's penultimate ``features`` and the logits of its ``head``."""
 
     def run(x):
         f = model.features(x)
         return f, model.head(f)
 
-    return NetworkFeatures("digits", run, device)
+    return NetworkFeatures(name, run, device)
+
+
+def digits_features(device: torch.device | str = "cpu") -> NetworkFeatures:
+    """The shipped digits classifier (8x8 digits, intensities 0..16)."""
+    return _classifier_features("digits", load_digits_classifier(device), device)
+
+
+def mnist_features(device: torch.device | str = "cpu") -> NetworkFeatures:
+    """The shipped MNIST classifier (28x28 digits, intensities 0..255)."""
+    return _classifier_features("mnist", load_mnist_classifier(device), device)
 
 
 def inception_features(
@@ -173,6 +200,8 @@ def load_feature_extractor(
     intensity range, needed only by Inception."""
     if spec == "digits":
         return digits_features(device)
+    if spec == "mnist":
+        return mnist_features(device)
     if spec == "pixels":
         return PixelFeatures()
     if spec.startswith("inception:"):

@@ -74,10 +74,12 @@ class DataInfo:
 
 
 class Batch(NamedTuple):
-    """One minibatch in model space: data ``x`` and optional integer labels ``y``."""
+    """One minibatch in model space: data ``x``, optional integer labels ``y``, and the rows'
+    positions ``index`` in the training set (``None`` outside training)."""
 
     x: torch.Tensor
     y: torch.Tensor | None = None
+    index: torch.Tensor | None = None
 
 
 class GenerativeModel(PyroModule):
@@ -88,6 +90,7 @@ class GenerativeModel(PyroModule):
 
     Class attributes:
         Config: the hyperparameter dataclass.
+        spec: where a user's class was loaded from (``FILE.py:Name``); ``None`` for built-ins.
         default_steps: training steps when the user gives neither ``--steps`` nor ``--epochs``.
         samplers: names accepted by ``generate(..., sampler=NAME)``; the first is the default.
         image_range: the model-space range images are rescaled to.
@@ -97,6 +100,7 @@ class GenerativeModel(PyroModule):
     """
 
     Config: ClassVar[type]
+    spec: ClassVar[str | None] = None
     default_steps: ClassVar[int] = 2000
     samplers: ClassVar[tuple[str, ...]] = ("ancestral",)
     image_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
@@ -116,6 +120,22 @@ class GenerativeModel(PyroModule):
 
     def guide(self, x, y=None):
         """The variational Pyro program; models without latents keep this empty guide."""
+
+    @classmethod
+    def wants_preprocessing(cls, config) -> bool:
+        """Whether data reach the model through probgen's fitted preprocessing (standardised
+        vectors, rescaled images); a user's Pyro program sees the data's own units instead."""
+        return True
+
+    # -- the data hook ---------------------------------------------------------------------
+    def setup(self, batch: Batch, num_train: int) -> None:
+        """Called once before the first step with the first training batch (model space) and
+        the training set's size: create what depends on the data (a program's parameters and
+        guide). Everything it creates must be rebuilt by :meth:`before_load` on reload."""
+
+    def before_load(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Called with a run's stored tensors before ``load_state_dict``: rebuild the
+        structure :meth:`setup` created so the stored state fits it."""
 
     # -- training --------------------------------------------------------------------------
     def loss(self, batch: Batch) -> torch.Tensor:
@@ -147,7 +167,7 @@ class GenerativeModel(PyroModule):
     def distributed_loss(self, batch: Batch) -> torch.Tensor:
         """``loss(batch)``, through DDP when training across processes."""
         module = self.__dict__.get("_distributed_loss")
-        return self.loss(batch) if module is None else module(batch.x, batch.y)
+        return self.loss(batch) if module is None else module(batch.x, batch.y, batch.index)
 
     def on_fit_end(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """Called once after training with the whole training set in model space.
@@ -174,6 +194,10 @@ class GenerativeModel(PyroModule):
         """A lower bound on log p(x) per example, in nats, model space (where one exists)."""
         raise NotImplementedError
 
+    def log_marginal(self, x: torch.Tensor, y=None, num_particles: int = 1000) -> torch.Tensor:
+        """Importance-sampled log p(x) per example, model space (where a guide exists)."""
+        raise NotImplementedError
+
     def encode(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """Latent codes of model-space ``x`` (where a latent space exists)."""
         raise NotImplementedError
@@ -182,13 +206,33 @@ class GenerativeModel(PyroModule):
         """Model-space data from latent codes (where a latent space exists)."""
         raise NotImplementedError
 
-    def supports(self, method: str) -> bool:
-        """Whether this model offers ``method`` (e.g. ``"log_prob"``).
+    def fits_by_mcmc(self) -> bool:
+        """Whether fitting draws MCMC chains (``run_mcmc``) instead of taking optimiser steps."""
+        return False
 
-        By default: whether the family overrides it. A family whose capability depends on the
-        data (the EBM's exact likelihood exists only in 2-D) overrides this.
+    def run_mcmc(self, x: torch.Tensor, y: torch.Tensor | None, quiet: bool = False) -> dict:
+        """Draw the chains that fit the model to all of ``x``; returns JSON-ready diagnostics."""
+        raise NotImplementedError
+
+    def capabilities(self) -> frozenset[str]:
+        """The one capability query: what the CLI, evaluation and inspection may ask of it.
+
+        By default: ``sample``, each of ``log_prob``, ``elbo``, ``log_marginal``, ``encode``,
+        ``decode``, ``guide`` the family overrides, and ``labels`` for a class-conditional
+        model. Families whose capabilities
+        depend on the data or the program override this.
         """
-        return getattr(type(self), method) is not getattr(GenerativeModel, method)
+        caps = {"sample"}
+        for method in ("log_prob", "elbo", "log_marginal", "encode", "decode", "guide"):
+            if getattr(type(self), method) is not getattr(GenerativeModel, method):
+                caps.add(method)
+        if self.data_info.num_classes and getattr(self.config, "conditional", False):
+            caps.add("labels")
+        return frozenset(caps)
+
+    def supports(self, capability: str) -> bool:
+        """Whether ``capability`` (e.g. ``"log_prob"``) is among :meth:`capabilities`."""
+        return capability in self.capabilities()
 
     def log_abs_det_to_data(self) -> float:
         """What to add to a model-space log-likelihood per example to get it in data units.

@@ -1,16 +1,14 @@
 """Names on the command line -> model classes, and loading a user's own model class.
 
 Built-in families are imported lazily so ``probgen list`` and loading one family never pay for
-the others. A user's model is any :class:`~probgen.models.base.GenerativeModel` subclass named
-``path/to/file.py:ClassName`` or ``package.module:ClassName``.
+the others. A user's model is a Pyro program or a
+:class:`~probgen.models.base.GenerativeModel` subclass, named ``path/to/file.py:NAME[,GUIDE]`` or
+``package.module:NAME[,GUIDE]`` (see :mod:`probgen.programs.entry`).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
-from pathlib import Path
 
 from probgen.errors import ConfigError
 
@@ -34,45 +32,39 @@ def _import_object(target: str):
     return getattr(module, attr)
 
 
-def _load_from_file(path: Path, attr: str):
-    if not path.is_file():
-        raise ConfigError(f"model file {path} does not exist")
-    module_name = f"probgen_user_{path.stem}_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # the user's code: report, don't trace back
-        raise ConfigError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
-    if not hasattr(module, attr):
-        raise ConfigError(f"{path} has no class {attr!r}")
-    return getattr(module, attr)
+def resolve_model(spec: str) -> type:
+    """The model class for a registered name, ``FILE.py:NAME[,GUIDE]`` or ``module:NAME[,GUIDE]``.
 
-
-def resolve_model(spec: str):
-    """The model class for a registered name, ``file.py:Class`` or ``module:Class``."""
-    from probgen.models.base import GenerativeModel
-
+    NAME may be a :class:`~probgen.models.base.GenerativeModel` subclass (used as it is) or a
+    Pyro program (a callable ``model``, optionally a ``guide``, or a class with ``model`` and
+    ``guide`` methods), which becomes a :class:`~probgen.programs.model.PyroProgram`.
+    """
     if spec in MODELS:
-        cls = _import_object(MODELS[spec])
-    elif ":" in spec:
-        location, _, attr = spec.rpartition(":")
-        if location.endswith(".py") or "/" in location or "\\" in location:
-            cls = _load_from_file(Path(location), attr)
-        else:
-            try:
-                module = importlib.import_module(location)
-            except ImportError as exc:
-                raise ConfigError(f"cannot import module {location!r}: {exc}") from exc
-            if not hasattr(module, attr):
-                raise ConfigError(f"module {location!r} has no class {attr!r}")
-            cls = getattr(module, attr)
-    else:
+        return _import_object(MODELS[spec])
+    if ":" not in spec:
         raise ConfigError(
             f"unknown model {spec!r}; choose from {', '.join(sorted(MODELS))} "
-            "or give path/to/file.py:Class or package.module:Class"
+            "or give FILE.py:MODEL[,GUIDE] or package.module:MODEL[,GUIDE]"
         )
-    if not (isinstance(cls, type) and issubclass(cls, GenerativeModel)):
-        raise ConfigError(f"{spec} is not a probgen GenerativeModel subclass")
-    return cls
+    from probgen.programs.entry import resolve_entry
+
+    return model_class_for(resolve_entry(spec))
+
+
+def model_class_for(entry) -> type:
+    """The class that fits the resolved ``entry``: its own, or a program class."""
+    from probgen.models.base import GenerativeModel
+    from probgen.programs.model import program_class
+
+    if isinstance(entry.model, type) and issubclass(entry.model, GenerativeModel):
+        if entry.guide_name:
+            raise ConfigError(f"{entry.spec}: a GenerativeModel brings its own guide")
+        entry.model.spec = entry.spec
+        return entry.model
+    return program_class(entry)
+
+
+def spec_of(cls: type, name: str) -> str:
+    """What a run's ``config.json`` stores to rebuild ``cls``: the registered name or the
+    resolved spec (file paths absolute)."""
+    return cls.spec or name

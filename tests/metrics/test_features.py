@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from probgen.errors import ConfigError
-from probgen.metrics.features import load_feature_extractor
+from probgen.metrics.features import default_feature_for, load_feature_extractor
 
 
 def test_pixels_are_the_flattened_images():
@@ -21,6 +21,22 @@ def test_digits_features_and_probabilities(digits):
     probs = extractor.probabilities(x)
     torch.testing.assert_close(probs.sum(1), torch.ones(30, dtype=torch.float64))
     assert (probs.argmax(1).numpy() == digits[3][:30]).mean() > 0.9
+
+
+def test_mnist_features_and_probabilities(mnist):
+    x = mnist.test[:40]
+    extractor = load_feature_extractor("mnist")
+    assert extractor.features(x).shape == (40, 64)
+    probs = extractor.probabilities(x)
+    torch.testing.assert_close(probs.sum(1), torch.ones(40, dtype=torch.float64))
+    assert (probs.argmax(1).numpy() == mnist.test_labels[:40]).mean() > 0.9
+
+
+def test_default_feature_is_the_shipped_network_for_its_shape_else_pixels():
+    assert default_feature_for((1, 8, 8)) == "digits"
+    assert default_feature_for(torch.Size([1, 28, 28])) == "mnist"
+    assert default_feature_for((3, 28, 28)) == default_feature_for((1, 16, 16)) == "pixels"
+    assert load_feature_extractor(default_feature_for((3, 32, 32))).has_probabilities is False
 
 
 def test_missing_inception_weights_give_a_clear_error(tmp_path):

@@ -7,7 +7,7 @@ from sklearn.mixture import GaussianMixture
 from probgen.data.toys import MIXTURES, sample_toy
 from probgen.errors import ConfigError, DataError
 from probgen.metrics.fid import fid
-from probgen.metrics.suite import IMAGE_METRICS, SAMPLE_METRICS, evaluate_samples
+from probgen.metrics.suite import CLASS_METRICS, IMAGE_METRICS, SAMPLE_METRICS, evaluate_samples
 
 
 def blur(x):
@@ -78,12 +78,32 @@ def test_metrics_of_the_other_kind_and_mode_metrics_without_mixture_are_refused(
         evaluate_samples(x, x, kind="vector", metrics=["modes"])
 
 
-def test_image_defaults_and_pixel_features_skip_inception_score(digits):
+def test_image_defaults_and_pixel_features_skip_class_metrics(digits):
     x, ref = digits[2][:150], digits[0][:300]
     out = evaluate_samples(x, ref, kind="image")
-    assert set(out) == set(IMAGE_METRICS) | {"kid_std", "is_std"}
-    out = evaluate_samples(x, ref, kind="image", feature="pixels", seed=3)
-    assert set(out) == set(IMAGE_METRICS) - {"is"} | {"kid_std"}
+    assert set(out) == set(IMAGE_METRICS) - {"memorisation"} | {"kid_std", "is_std"}
+    out = evaluate_samples(x, ref, kind="image", feature="pixels", seed=3, train=digits[0][300:])
+    assert set(out) == set(IMAGE_METRICS) - set(CLASS_METRICS) | {"kid_std", "memorisation_copied"}
+
+
+def test_memorisation_and_class_metrics_flag_copies_and_collapse(digits):
+    train_x, train_y, test_x, _ = digits
+    chosen = ["memorisation", "confidence", "classes"]
+    real = evaluate_samples(test_x[:150], test_x[150:], kind="image", metrics=chosen, train=train_x)
+    copied = train_x[np.isin(train_y, [3, 7])][:150]
+    copies = evaluate_samples(copied, test_x, kind="image", metrics=chosen, train=train_x)
+    assert set(real) == {*chosen, "memorisation_copied"}
+    assert 0.8 < real["memorisation"] < 1.25 and copies["memorisation"] == 0.0
+    assert real["classes"] == 10 and copies["classes"] == 2
+    assert copies["confidence"] > 0.95
+
+
+def test_memorisation_needs_the_training_images():
+    x = np.zeros((12, 1, 8, 8))
+    with pytest.raises(ConfigError, match="train"):
+        evaluate_samples(x, x, kind="image", metrics=["memorisation"])
+    with pytest.raises(DataError, match="same example shape"):
+        evaluate_samples(x, x, kind="image", metrics=["sharpness"], train=np.zeros((3, 1, 4, 4)))
 
 
 def test_shape_mismatch_is_a_data_error():
@@ -91,3 +111,14 @@ def test_shape_mismatch_is_a_data_error():
         evaluate_samples(np.zeros((5, 2)), np.zeros((5, 3)), kind="vector")
     with pytest.raises(DataError):
         evaluate_samples(np.zeros((5, 64)), np.zeros((5, 64)), kind="image")
+
+
+def test_mnist_features_rank_real_above_blurred_digits(mnist):
+    chosen = ["fid", "confidence", "classes", "memorisation"]
+    real, ref, train = mnist.test[:500], mnist.test[500:], mnist.train[:2000]
+    kw = dict(kind="image", metrics=chosen, feature="mnist", train=train, value_range=(0, 255))
+    out = evaluate_samples(real, ref, **kw)
+    smeared = evaluate_samples(blur(blur(real)), ref, **kw)
+    assert out["fid"] < 0.2 * smeared["fid"]
+    assert out["classes"] == 10 and out["confidence"] > 0.95 > smeared["confidence"]
+    assert 0.8 < out["memorisation"] < 1.25

@@ -83,8 +83,11 @@ def test_user_model_from_module(user_model_file, monkeypatch):
     [
         ("nope", "unknown model 'nope'; choose from"),
         ("missing_module_xyz:Thing", "cannot import module"),
-        ("probgen.models.vae:Nothing", "has no class 'Nothing'"),
-        ("probgen.models.vae:VAEConfig", "not a probgen GenerativeModel"),
+        ("probgen.models.vae:Nothing", "has no name 'Nothing'"),
+        ("probgen.models.vae:VAEConfig", "class VAEConfig has no model method"),
+        ("probgen.models.vae:VAE.nope", "VAE has no name 'nope'"),
+        ("probgen.models.vae:VAE,guide", "brings its own guide"),
+        ("probgen.models.vae:annotations", "not callable"),
         ("/no/such/file.py:Model", "does not exist"),
     ],
 )
@@ -96,5 +99,5 @@ def test_bad_specs(spec, message):
 def test_user_file_with_error_is_reported(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("raise RuntimeError('boom')\n")
-    with pytest.raises(ConfigError, match="importing .*bad.py failed: RuntimeError: boom"):
+    with pytest.raises(ConfigError, match=r"bad.py:1: importing bad.py: RuntimeError: boom"):
         resolve_model(f"{bad}:X")
