@@ -30,9 +30,9 @@ from pyro.optim import Adam
 from torch import nn
 
 from probgen.data import load_dataset
-from probgen.infer.importance import log_marginal_estimate
 from probgen.metrics.digits_classifier import load_digits_classifier
 from probgen.metrics.suite import evaluate_samples
+from probgen.programs.scoring import log_marginal
 from probgen.runs import TrainState
 from probgen.train import BatchStream, LoopOptions, build_model, seed_everything, train
 
@@ -122,14 +122,17 @@ def main():
 
     probgen_vae = build_model("vae", data, seed=0)
     stream = BatchStream(data.train, None, probgen_vae.preprocessor, 128, torch.device("cpu"), 0)
+    probgen_vae.setup(stream.setup_batch(), stream.n)
     optimizers = probgen_vae.configure_optimizers(1e-3)
     state, history = TrainState(), []
 
     bare_vae = build_model("vae", data, seed=1)
     bare_stream = BatchStream(data.train, None, bare_vae.preprocessor, 128, torch.device("cpu"), 1)
+    bare_vae.setup(bare_stream.setup_batch(), bare_stream.n)
     bare_opt = bare_vae.configure_optimizers(1e-3)[0]
     loop_vae = build_model("vae", data, seed=1)
     loop_stream = BatchStream(data.train, None, loop_vae.preprocessor, 128, torch.device("cpu"), 1)
+    loop_vae.setup(loop_stream.setup_batch(), loop_stream.n)
     loop_opts = loop_vae.configure_optimizers(1e-3)
     loop_state, loop_history = TrainState(), []
 
@@ -172,7 +175,7 @@ def main():
         ours_elbo = probgen_vae.elbo(xt, num_particles=10).mean().item()
         torch.manual_seed(0)
         plain_nll = (
-            -log_marginal_estimate(plain.model, plain.guide, x_test, num_particles=args.particles)
+            -log_marginal(plain.model, plain.guide, x_test, num_particles=args.particles)
             .mean()
             .item()
         )

@@ -10,9 +10,9 @@ import argparse
 import arviz as az
 import torch
 
-from probgen import inspect
 from probgen.data import load_dataset
 from probgen.metrics.suite import evaluate_samples
+from probgen.programs.inference_data import program_inference_data
 from probgen.train import fit
 
 
@@ -31,7 +31,7 @@ def main():
     samples = vae.sample(2000)
     print(evaluate_samples(samples, data.test, kind="vector", metrics=["mmd", "swd"]))
     x = vae.preprocessor.forward(torch.as_tensor(data.test[:4]))
-    idata = inspect.guide_inference_data(vae, x, draws=200)
+    idata = program_inference_data(vae, x, draws=200)
     print(az.summary(idata, kind="stats"))
     print("Pareto k-hat:", idata.guide_diagnostics["pareto_k"].values.round(2))
 

@@ -1,10 +1,10 @@
 """ArviZ InferenceData for fitted models: guide posteriors, MCMC chains and loss traces.
 
-- Latent-variable models (a ``guide`` with a latent site, such as the VAE): posterior draws of
-  the latents for chosen data points through Pyro's ``Predictive``, prior draws, the observed
-  points, and the Pareto k-hat of the importance weights log p(x, z) - log q(z | x) per point
-  (``arviz.psislw``; Vehtari et al. 2017/2024): k-hat < 0.7 means importance sampling with the
-  guide is reliable, larger values flag points the guide fits badly.
+- Models made of Pyro programs (a user's program, the VAE): posterior (guide draws or the saved
+  MCMC chains), prior, posterior predictive, log-likelihood and, for local latents, the Pareto
+  k-hat of each point's importance weights log p(x, z) - log q(z | x) (``arviz.psislw``;
+  Vehtari et al. 2017/2024): k-hat < 0.7 means importance sampling with the guide is reliable
+  (:mod:`probgen.programs.inference_data`).
 - Models sampled by MCMC (those offering ``mcmc_kernel(name)``: the EBM, score models): chains
   from ``pyro.infer.MCMC`` with several chains, converted by ``arviz.from_pyro``, so r-hat, ESS
   and MCSE come from ArviZ.
@@ -17,10 +17,9 @@ import arviz as az
 import numpy as np
 import torch
 import xarray as xr
-from pyro.infer import MCMC, Predictive
+from pyro.infer import MCMC
 
 from probgen.errors import ConfigError
-from probgen.infer.importance import latent_sites, log_importance_weights
 from probgen.models.base import GenerativeModel
 
 
@@ -34,51 +33,6 @@ def loss_trace(history: list[dict]) -> xr.Dataset:
         k: ("step", np.array([row.get(k, np.nan) for row in history], dtype=float)) for k in names
     }
     return xr.Dataset(data, coords={"step": steps})
-
-
-@torch.no_grad()
-def guide_inference_data(
-    model: GenerativeModel, x: torch.Tensor, y: torch.Tensor | None = None, draws: int = 500
-) -> az.InferenceData:
-    """Posterior (guide) and prior draws of the latents for the points ``x`` (model space).
-
-    Groups: ``posterior`` (dims chain, draw, point, latent dims), ``prior``, ``observed_data``
-    and ``guide_diagnostics`` with the Pareto k-hat of each point's importance weights.
-    """
-    from pyro import poutine
-
-    sites = latent_sites(poutine.trace(model.guide).get_trace(x, y))
-    posterior = Predictive(
-        model.model, guide=model.guide, num_samples=draws, return_sites=sites, parallel=False
-    )(x, y)
-    prior = (
-        Predictive(model.model, num_samples=draws, return_sites=sites, parallel=False)(
-            None, y, num_samples=len(x)
-        )
-        if y is None
-        else Predictive(model.model, num_samples=draws, return_sites=sites)(None, y)
-    )
-    log_w = log_importance_weights(model.model, model.guide, x, y, draws)  # (draws, points)
-    _, khat = az.psislw(log_w.T.double().cpu().numpy())
-
-    def group(samples):
-        out = {}
-        for name in sites:
-            value = samples[name].reshape(draws, len(x), -1).cpu().numpy()
-            out[name] = value[None]  # one chain
-        return out
-
-    dims = {name: ["point", f"{name}_dim"] for name in sites}
-    idata = az.from_dict(
-        posterior=group(posterior),
-        prior=group(prior),
-        observed_data={"x": x.reshape(len(x), -1).cpu().numpy()},
-        dims={**dims, "x": ["point", "x_dim"]},
-    )
-    idata.add_groups(
-        guide_diagnostics=xr.Dataset({"pareto_k": ("point", np.asarray(khat, dtype=float))})
-    )
-    return idata
 
 
 def mcmc_inference_data(
@@ -118,8 +72,8 @@ def inference_data(
 
     Pyro programs: :func:`~probgen.programs.inference_data.program_inference_data` on the points
     the posterior conditions on (the training data for MCMC runs and global latents, else
-    ``points`` held-out rows); guides: :func:`guide_inference_data` of ``points`` held-out rows;
-    families with an MCMC kernel: :func:`mcmc_inference_data`.
+    ``points`` held-out rows), the built-in VAE included; families with an MCMC kernel:
+    :func:`mcmc_inference_data`.
     """
     if model.supports("sites"):
         from probgen.programs.inference_data import program_inference_data
@@ -132,9 +86,6 @@ def inference_data(
         )
         x, y = _model_space(model, rows, labels)
         return program_inference_data(model, x, y, draws)
-    if model.supports("guide"):
-        x, y = _model_space(model, dataset.test[:points], dataset.test_labels)
-        return guide_inference_data(model, x, y, draws)
     if hasattr(model, "mcmc_kernel"):
         return mcmc_inference_data(model, kernel, draws, warmup, chains)
     return az.InferenceData()

@@ -42,18 +42,14 @@ def latent_rate_bits(model, x, y=None, num_particles: int = 16) -> torch.Tensor 
     lossless code length is -log2 p(x) in the data's units (for dequantised discrete data, a
     bound on the code length of the discrete values).
     """
-    from probgen.infer.importance import latent_sites, particle_traces
-
+    model.ensure_setup(x, y)
     if model.supports("guide"):
-        k, n = num_particles, x.shape[0]
-        model_trace, guide_trace = particle_traces(model.model, model.guide, x, y, k)
-        kl = x.new_zeros(k * n)
-        for name in latent_sites(guide_trace):
-            value = guide_trace.nodes[name]["value"]
-            q = guide_trace.nodes[name]["fn"].log_prob(value)
-            p = model_trace.nodes[name]["fn"].log_prob(value)
-            kl = kl + (q - p).reshape(k * n)
-        return kl.reshape(k, n).mean(0) / math.log(2)
+        from probgen.programs.scoring import local_rate
+
+        args = (x, y, None)
+        with torch.no_grad(), model.pyro_context():
+            rate = local_rate(model.model, model.guide, model.structure, args, num_particles)
+        return rate / math.log(2)
     if model.supports("log_prob"):
         return -(model.log_prob(x, y) + model.log_abs_det_to_data()) / math.log(2)
     return None

@@ -6,6 +6,7 @@ import torch
 from probgen import inspect as pg_inspect
 from probgen.models.base import DataInfo
 from probgen.models.vae import VAE, VAEConfig
+from probgen.programs.inference_data import program_inference_data
 
 
 @pytest.fixture(scope="module")
@@ -13,15 +14,23 @@ def vae_idata():
     torch.manual_seed(0)
     vae = VAE(VAEConfig(hidden=(16,), latent_dim=3, likelihood="gaussian"), DataInfo((4,)))
     x = torch.randn(5, 4)
-    return pg_inspect.guide_inference_data(vae, x, draws=100)
+    return program_inference_data(vae, x, draws=100)
 
 
 def test_groups_and_dims(vae_idata):
-    assert set(vae_idata.groups()) >= {"posterior", "prior", "observed_data", "guide_diagnostics"}
+    assert set(vae_idata.groups()) >= {
+        "posterior",
+        "prior",
+        "observed_data",
+        "posterior_predictive",
+        "log_likelihood",
+        "guide_diagnostics",
+    }
     z = vae_idata.posterior["z"]
-    assert z.dims == ("chain", "draw", "point", "z_dim") and z.shape == (1, 100, 5, 3)
+    assert z.dims[:3] == ("chain", "draw", "point") and z.shape == (1, 100, 5, 3)
     assert vae_idata.prior["z"].shape == (1, 100, 5, 3)
     assert vae_idata.observed_data["x"].shape == (5, 4)
+    assert vae_idata.log_likelihood["x"].shape == (1, 100, 5)
 
 
 def test_pareto_k_is_finite_per_point(vae_idata):

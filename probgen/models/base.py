@@ -133,9 +133,13 @@ class GenerativeModel(PyroModule):
         the training set's size: create what depends on the data (a program's parameters and
         guide). Everything it creates must be rebuilt by :meth:`before_load` on reload."""
 
+    def ensure_setup(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """:meth:`setup` on ``x`` (taken as the whole training set) if the fit loop has not
+        run it, for a model built and used directly; nothing for families without setup."""
+
     def before_load(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Called with a run's stored tensors before ``load_state_dict``: rebuild the
-        structure :meth:`setup` created so the stored state fits it."""
+        """Rebuild, from a run's stored tensors, the structure :meth:`setup` created, so the
+        stored state fits it (families with such state call it from ``load_state_dict``)."""
 
     # -- training --------------------------------------------------------------------------
     def loss(self, batch: Batch) -> torch.Tensor:

@@ -30,15 +30,14 @@ import pyro.distributions.transforms as T
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
 
 from probgen.config import choice
-from probgen.infer.importance import iwae_bound, log_importance_weights, log_marginal_estimate
-from probgen.models.base import Batch, GenerativeModel
-from probgen.models.likelihoods import observation, observation_mean
+from probgen.models.likelihoods import observation
 from probgen.nn.conv import ConvDecoder, ConvEncoder
 from probgen.nn.mlp import MLP, activation
+from probgen.programs import predictive
+from probgen.programs.derived import ProgramModel
 
 
 @dataclass
@@ -60,10 +59,13 @@ class VAEConfig:
     aggregate_components: int = 10
 
 
-class VAE(GenerativeModel):
+class VAE(ProgramModel):
     """Variational autoencoder: z ~ N(0, I), x ~ p(x | z), amortised guide q(z | x), by SVI.
 
-    ``model`` and ``guide`` are Pyro programs; see the module docstring for the options.
+    ``model`` and ``guide`` are Pyro programs; the objective, held-out ELBO, importance-sampled
+    log p(x), ``encode``/``decode`` and the ``noisy`` sampler are derived from them as for any
+    program (:class:`~probgen.programs.derived.ProgramModel`). What the VAE adds: the KL weight
+    and its warm-up, and the aggregate-posterior sampler. See the module docstring.
     """
 
     Config = VAEConfig
@@ -154,15 +156,14 @@ class VAE(GenerativeModel):
         return dist.TransformedDistribution(base, transforms)
 
     # -- the Pyro programs ------------------------------------------------------------------
-    def model(self, x=None, y=None, num_samples: int = 1):
-        """z ~ N(0, I); x ~ p(x | z, y). With ``x=None`` it draws ``num_samples`` from the prior."""
-        n = x.shape[0] if x is not None else (y.shape[0] if y is not None else num_samples)
-        ref = self.agg_means
+    def model(self, x, y=None, batch_index=None):
+        """z ~ N(0, I); x ~ p(x | z, y), over the rows of ``x``."""
+        n = x.shape[0]
         if self.num_classes and y is None:
-            y = torch.randint(self.num_classes, (n,), device=ref.device)
+            y = torch.randint(self.num_classes, (n,), device=x.device)
         with pyro.plate("data", n, dim=-1):
             with poutine.scale(scale=self.kl_weight):
-                prior = dist.Normal(ref.new_zeros(self.config.latent_dim), 1.0)
+                prior = dist.Normal(x.new_zeros(self.config.latent_dim), 1.0)
                 z = pyro.sample("z", prior.expand([n, self.config.latent_dim]).to_event(1))
             params = self._decode_params(z, y)
             likelihood = observation(
@@ -174,30 +175,24 @@ class VAE(GenerativeModel):
             )
             return pyro.sample("x", likelihood, obs=x)
 
-    def guide(self, x, y=None):
+    def guide(self, x, y=None, batch_index=None):
         """q(z | x, y): z = mu(x) + sigma(x) * eps, optionally pushed through conditional flows."""
         with pyro.plate("data", x.shape[0], dim=-1):
             with poutine.scale(scale=self.kl_weight):
                 loc, scale, h = self._encode(x, y)
                 pyro.sample("z", self._posterior(loc, scale, h))
 
-    # -- training -----------------------------------------------------------------------------
-    def loss(self, batch: Batch) -> torch.Tensor:
-        """Negative ELBO (or IWAE bound) per example, averaged over the batch."""
-        c, n = self.config, batch.x.shape[0]
-        if c.objective == "iwae":
-            log_w = log_importance_weights(
-                self.model, self.guide, batch.x, batch.y, c.num_particles
-            )
-            return -iwae_bound(log_w).mean()
-        elbo_cls = TraceMeanField_ELBO if c.objective == "analytic" else Trace_ELBO
-        elbo = elbo_cls(
-            num_particles=c.num_particles,
-            vectorize_particles=c.num_particles > 1,
-            max_plate_nesting=1,
-        )
-        return elbo.differentiable_loss(self.model, self.guide, batch.x, batch.y) / n
+    # -- what the VAE chooses -------------------------------------------------------------
+    def objective(self) -> dict:
+        """``elbo`` -> Trace_ELBO, ``analytic`` -> TraceMeanField_ELBO, ``iwae`` -> the
+        importance-weighted bound (RenyiELBO with alpha = 0), with ``num_particles``."""
+        name = {"elbo": "trace", "analytic": "meanfield", "iwae": "iwae"}[self.config.objective]
+        return {"name": name, "particles": self.config.num_particles, "renyi_alpha": 0.0}
 
+    def takes_labels(self) -> bool:
+        return bool(self.num_classes)
+
+    # -- training -----------------------------------------------------------------------------
     def train_step(self, batch, optimizers, step):
         """One update with the KL weight ramped linearly over ``warmup_steps`` (if any)."""
         c = self.config
@@ -242,57 +237,26 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def generate(self, n, y=None, sampler=None, steps=None, **options):
-        """``aggregate`` (default; sharp), ``prior`` (decoder mean at z ~ N(0, I)) or ``noisy``."""
+        """``aggregate`` (default; sharp): the model's decoder mean at z from the fitted
+        aggregate posterior; ``prior``: at z ~ N(0, I); ``noisy``: the model run forward."""
         sampler = sampler or self.samplers[0]
         if sampler not in self.samplers:
             raise ValueError(f"unknown sampler {sampler!r}; choose from {self.samplers}")
         ref = self.agg_means
         if self.num_classes:
             y = _labels(y, n, self.num_classes, ref.device)
+        if sampler == "noisy":
+            self.ensure_setup(predictive.placeholder(self, n), y)
+            return predictive.draw(self, n, y)
         if sampler == "aggregate" and bool(self.agg_fitted):
-            z = self._aggregate_prior(n)
+            z = self._aggregate_prior(n).to(ref.dtype)
         else:
             z = torch.randn(n, self.config.latent_dim, device=ref.device)
-        params = self._decode_params(z, y)
-        if sampler == "noisy":
-            return observation(
-                self.likelihood,
-                params,
-                self.obs_log_scale,
-                self.data_info.levels,
-                len(self.event_shape),
-            ).sample()
-        return observation_mean(self.likelihood, params)
-
-    @torch.no_grad()
-    def encode(self, x, y=None):
-        """The posterior mean of z (for flow guides, the flows applied to the base mean)."""
-        loc, scale, h = self._encode(x, y)
-        if self.config.guide == "gaussian":
-            return loc
-        z = loc
-        for t in self._posterior(loc, scale, h).transforms:
-            z = t(z)
-        return z
-
-    @torch.no_grad()
-    def decode(self, z, y=None):
-        """The decoder mean E[x | z]."""
-        return observation_mean(self.likelihood, self._decode_params(z, y))
+        return self.decode(z, y)
 
     @torch.no_grad()
     def reconstruct(self, x, y=None):
         return self.decode(self.encode(x, y), y)
-
-    @torch.no_grad()
-    def elbo(self, x, y=None, num_particles: int = 1):
-        """A Monte Carlo estimate of ELBO(x) per example (beta = 1), in nats."""
-        return log_importance_weights(self.model, self.guide, x, y, num_particles).mean(0)
-
-    @torch.no_grad()
-    def log_marginal(self, x, y=None, num_particles: int = 1000):
-        """Importance-sampled log p(x) per example (the IWAE bound with K = num_particles)."""
-        return log_marginal_estimate(self.model, self.guide, x, y, num_particles)
 
 
 def _labels(y, n, num_classes, device):

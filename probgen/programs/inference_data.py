@@ -108,6 +108,7 @@ def program_inference_data(
     program, x: torch.Tensor, y: torch.Tensor | None = None, draws: int = 200
 ) -> az.InferenceData:
     """The groups of the module docstring for the observed points ``x`` (model space)."""
+    program.ensure_setup(x, y)
     s = program.structure
     posterior = _posterior_draws(program, x, y, draws)
     flat, shape = _flat(posterior) if posterior else ([{}], (1, 1))
@@ -130,7 +131,7 @@ def program_inference_data(
     idata = az.from_dict(**{k: v for k, v in groups.items() if v is not None}, dims=dims)
     if s.local_latents and program.supports("log_marginal"):
         # Pareto k-hat of each point's importance weights: < 0.7, the guide is a good proposal
-        log_w = program._log_weights(x, y, max(draws, 20)).T.double().cpu().numpy()
+        log_w = program.log_weights_per_point(x, y, max(draws, 20)).T.double().cpu().numpy()
         _, khat = az.psislw(log_w)
         idata.add_groups(
             guide_diagnostics=xr.Dataset({"pareto_k": ("point", np.asarray(khat, dtype=float))})

@@ -39,8 +39,11 @@ def _rows(site, data_dim: int | None, n: int) -> torch.Tensor:
 
 
 def placeholder(program, n: int) -> torch.Tensor:
-    """``n`` rows cycled from the setup batch (real values in the likelihood's support)."""
+    """``n`` rows cycled from the setup batch (real values in the likelihood's support), or
+    zeros before the program has seen data."""
     setup = program.setup_x
+    if not len(setup):
+        return setup.new_zeros(n, *setup.shape[1:])
     return setup[torch.arange(n, device=setup.device) % len(setup)]
 
 
@@ -82,7 +85,7 @@ def draw(program, n: int, y=None, site: str | None = None) -> torch.Tensor:
     site = site or s.observed
     if site in s.global_latents:
         return global_draws(program, n)[site]
-    draws = max(1, min(program.config.posterior_draws, n))
+    draws = max(1, min(program.posterior_draws(), n))
     pool = global_draws(program, draws)
     labels = _labels(program, y, n)
     size = min(CHUNK, max(1, math.ceil(n / draws))) if pool else min(CHUNK, n)

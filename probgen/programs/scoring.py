@@ -106,6 +106,41 @@ def _plate_sum(log_prob: torch.Tensor, dim: int, nesting: int, n: int) -> torch.
     return log_prob
 
 
+def local_rate(
+    model: Callable, guide: Callable, structure: ProgramStructure, args: tuple, num_particles: int
+) -> torch.Tensor:
+    """``E_q[log q(z_i | x_i) - log p(z_i)]`` per point: the KL of the local latents, in nats,
+    averaged over ``num_particles`` guide draws, shape ``(n,)``."""
+    n, dim, nesting = args[0].shape[0], structure.data_dim, structure.max_plate_nesting
+    total = args[0].new_zeros(n)
+    for _ in range(num_particles):
+        guide_trace = poutine.trace(guide).get_trace(*args)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+        for name in structure.local_latents:
+            if name not in guide_trace.nodes:
+                continue
+            value = guide_trace.nodes[name]["value"]
+            q = guide_trace.nodes[name]["fn"].log_prob(value)
+            p = model_trace.nodes[name]["fn"].log_prob(value)
+            total = total + _plate_sum(q - p, dim, nesting, n).reshape(n)
+    return total / num_particles
+
+
+def log_marginal(model: Callable, guide: Callable, x: torch.Tensor, num_particles: int = 1000):
+    """Importance-sampled log p(x_i) per point of a model/guide pair taking ``x`` alone, with
+    particles drawn 100 at a time as copies of the batch (models without global latents)."""
+    from probgen.programs.structure import analyse
+
+    structure = analyse(poutine.trace(model).get_trace(x), poutine.trace(guide).get_trace(x), x)
+    parts, left = [], num_particles
+    while left > 0:
+        k = min(100, left)
+        xr = x.repeat(k, *([1] * (x.dim() - 1)))
+        parts.append(log_weights(model, guide, structure, (xr,), 1).reshape(k, len(x)))
+        left -= k
+    return importance_bound(torch.cat(parts))
+
+
 def importance_bound(log_w: torch.Tensor) -> torch.Tensor:
     """``logsumexp_k log w_k - log K`` per point, from weights shaped ``(K, n)``."""
     return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
