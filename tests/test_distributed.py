@@ -71,3 +71,33 @@ def test_uneven_batch_is_refused(monkeypatch):
 class _Id:
     def forward(self, v, train=False, generator=None):
         return v
+
+
+PROGRAM = """
+import pyro, torch
+import pyro.distributions as dist
+from torch.distributions import constraints
+
+def model(x):
+    loc = pyro.param("loc", torch.zeros(2))
+    scale = pyro.param("scale", torch.ones(2), constraint=constraints.positive)
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("x", dist.Normal(loc, scale).to_event(1), obs=x)
+"""
+
+
+def test_a_pyro_program_trains_alike_on_two_processes(tmp_path):
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    spec = f"{tmp_path / 'prog.py'}:model"
+    common = ["-d", "moons", "--steps", "6", "--batch-size", "64", "--lr", "0.05", "-q"]
+    launched = subprocess.run(
+        [sys.executable, "-m", "probgen", "fit", spec, "-o", str(tmp_path / "two"),
+         "--nproc", "2", *common],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    two = load_model(tmp_path / "two", trust_code=True)
+    one = fit(spec, "moons", tmp_path / "one", steps=6, batch_size=64, lr=0.05, quiet=True)
+    assert not torch.allclose(one.param("loc"), torch.zeros(2))  # it trained
+    for name in ("loc", "scale"):
+        torch.testing.assert_close(two.param(name), one.param(name), rtol=1e-5, atol=1e-6)
