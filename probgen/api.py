@@ -15,6 +15,7 @@ import torch
 
 from probgen.errors import ConfigError
 from probgen.models.base import GenerativeModel
+from probgen.models.registry import fit_target
 
 
 class FittedModel:
@@ -91,7 +92,7 @@ def fit(model, guide=None, *, data, out: str | Path | None = None, **options) ->
     from probgen.data.datasets import Dataset
     from probgen.train import fit as train_fit
 
-    target = _model_target(model, guide)
+    target = fit_target(model, guide)
     dataset = data if isinstance(data, Dataset) else None
     if dataset is None and not options.get("resume"):
         dataset = load_dataset(
@@ -109,19 +110,3 @@ def load(path: str | Path, device: str = "cpu", trust_code: bool = False) -> Fit
     from probgen.runs import load_model
 
     return FittedModel(load_model(path, device, trust_code=trust_code), path)
-
-
-def _model_target(model, guide):
-    """What :func:`probgen.train.fit` takes for the objects the user gave."""
-    from probgen.models.registry import model_class_for
-    from probgen.programs.entry import entry_for_objects
-
-    if isinstance(model, str):
-        if guide is None:
-            return model
-        if not isinstance(guide, str):
-            raise ConfigError("with a model spec string, give the guide as a name too")
-        return f"{model},{guide}"
-    if guide is not None and isinstance(model, type):
-        raise ConfigError("a class program brings its guide as a method; drop guide=")
-    return model_class_for(entry_for_objects(model, guide))

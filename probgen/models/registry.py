@@ -68,3 +68,20 @@ def spec_of(cls: type, name: str) -> str:
     """What a run's ``config.json`` stores to rebuild ``cls``: the registered name or the
     resolved spec (file paths absolute)."""
     return cls.spec or name
+
+
+def fit_target(model, guide=None):
+    """What the fit loop builds for ``model`` (and ``guide``) as the user gave them: a name or
+    spec string, a GenerativeModel subclass, or Python objects (a Pyro ``model`` callable and
+    optional ``guide``, a class with ``model``/``guide`` methods, a PyroModule class)."""
+    from probgen.programs.entry import entry_for_objects
+
+    if isinstance(model, str):
+        if guide is None:
+            return model
+        if not isinstance(guide, str):
+            raise ConfigError("with a model spec string, give the guide as a name too")
+        return f"{model},{guide}"
+    if guide is not None and isinstance(model, type):
+        raise ConfigError("a class program brings its guide as a method; drop guide=")
+    return model_class_for(entry_for_objects(model, guide))
