@@ -1,9 +1,11 @@
 """Write your own model as a Pyro program and fit it with probgen.
 
-A mixture of K Gaussians with learned weights, means and scales, written as a Pyro model whose
-cluster assignment is enumerated out: any ``GenerativeModel`` subclass with a ``Config``
-dataclass is fitted by the same loop, saved in the same run directory and evaluated by the same
-metrics as the built-in families.
+A mixture of K Gaussians with learned weights, means and scales, written as a
+``GenerativeModel`` subclass with its own ``loss`` and ``generate``: the cluster assignment is
+summed out in closed form by ``MixtureSameFamily``. Any such subclass with a ``Config`` dataclass
+is fitted by the same loop, saved in the same run directory and evaluated by the same metrics as
+the built-in families. (A plain Pyro program needs none of this: see ``program_gmm.py``, the
+same mixture with the assignment enumerated by ``TraceEnum_ELBO``.)
 
     python examples/custom_model.py            # fits 8gaussians in Python
     probgen fit examples/custom_model.py:GaussianMixture -d 8gaussians -o runs/gmm --set k=8

@@ -5,9 +5,9 @@
   k-hat of each point's importance weights log p(x, z) - log q(z | x) (``arviz.psislw``;
   Vehtari et al. 2017/2024): k-hat < 0.7 means importance sampling with the guide is reliable
   (:mod:`probgen.programs.inference_data`).
-- Models sampled by MCMC (those offering ``mcmc_kernel(name)``: the EBM, score models): chains
-  from ``pyro.infer.MCMC`` with several chains, converted by ``arviz.from_pyro``, so r-hat, ESS
-  and MCSE come from ArviZ.
+- Models with an MCMC kernel of their own (capability ``mcmc_kernel``: the EBM, score models):
+  chains from ``pyro.infer.MCMC`` with several chains, converted by ``arviz.from_pyro``, so
+  r-hat, ESS and MCSE come from ArviZ.
 - Every run: its loss trace (``history.csv``) as a group of its own, ``loss_trace``.
 """
 
@@ -43,7 +43,7 @@ def mcmc_inference_data(
     num_chains: int = 4,
 ) -> az.InferenceData:
     """Chains of the model's own MCMC kernel under ``pyro.infer.MCMC``, as InferenceData."""
-    if not hasattr(model, "mcmc_kernel"):
+    if not model.supports("mcmc_kernel"):
         raise ConfigError(f"{type(model).__name__} has no MCMC kernel to inspect")
     kernel = model.mcmc_kernel(kernel_name)
     # chains run one after another unless cpu_count - 1 >= num_chains (Pyro's rule)
@@ -86,7 +86,7 @@ def inference_data(
         )
         x, y = _model_space(model, rows, labels)
         return program_inference_data(model, x, y, draws)
-    if hasattr(model, "mcmc_kernel"):
+    if model.supports("mcmc_kernel"):
         return mcmc_inference_data(model, kernel, draws, warmup, chains)
     return az.InferenceData()
 

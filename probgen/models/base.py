@@ -218,16 +218,25 @@ class GenerativeModel(PyroModule):
         """Draw the chains that fit the model to all of ``x``; returns JSON-ready diagnostics."""
         raise NotImplementedError
 
+    def mcmc_kernel(self, name: str | None = None, **options):
+        """A Pyro ``MCMCKernel`` over the model's own density (the EBM, score models)."""
+        raise NotImplementedError
+
+    def mcmc_initial_params(self, num_chains: int) -> dict[str, torch.Tensor]:
+        """Starting points of ``num_chains`` chains for :meth:`mcmc_kernel`."""
+        raise NotImplementedError
+
     def capabilities(self) -> frozenset[str]:
         """The one capability query: what the CLI, evaluation and inspection may ask of it.
 
         By default: ``sample``, each of ``log_prob``, ``elbo``, ``log_marginal``, ``encode``,
-        ``decode``, ``guide`` the family overrides, and ``labels`` for a class-conditional
-        model. Families whose capabilities
+        ``decode``, ``guide``, ``mcmc_kernel`` the family overrides, and ``labels`` for a
+        class-conditional model. Families whose capabilities
         depend on the data or the program override this.
         """
         caps = {"sample"}
-        for method in ("log_prob", "elbo", "log_marginal", "encode", "decode", "guide"):
+        methods = ("log_prob", "elbo", "log_marginal", "encode", "decode", "guide", "mcmc_kernel")
+        for method in methods:
             if getattr(type(self), method) is not getattr(GenerativeModel, method):
                 caps.add(method)
         if self.data_info.num_classes and getattr(self.config, "conditional", False):

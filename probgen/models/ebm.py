@@ -284,11 +284,10 @@ class EBM(GenerativeModel):
         """Whether ``log Z`` can be computed by quadrature (vectors of dimension <= 2)."""
         return self.data_info.kind == "vector" and self.data_info.dim <= MAX_QUADRATURE_DIM
 
-    def supports(self, method: str) -> bool:
+    def capabilities(self) -> frozenset[str]:
         """``log_prob`` only where quadrature gives log Z (2-D data); the rest as any model."""
-        if method == "log_prob" and not self.has_exact_likelihood:
-            return False
-        return super().supports(method)
+        caps = super().capabilities()
+        return caps if self.has_exact_likelihood else caps - {"log_prob"}
 
     @torch.no_grad()
     def refresh_log_partition(self) -> torch.Tensor:

@@ -337,11 +337,10 @@ class ScoreModel(GenerativeModel):
         """Chain starts drawn from the model itself, so the chains begin in its typical set."""
         return {"x": self.generate(num_chains)}
 
-    def supports(self, method: str) -> bool:
+    def capabilities(self) -> frozenset[str]:
         """``log_prob`` needs an SDE (the ODE); the NCSN ladder has none."""
-        if method == "log_prob" and self.config.sde == "ncsn":
-            return False
-        return super().supports(method)
+        caps = super().capabilities()
+        return caps - {"log_prob"} if self.config.sde == "ncsn" else caps
 
     def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """``log p(x)`` per example through the probability-flow ODE (RK4, Hutchinson trace).
