@@ -171,3 +171,17 @@ def test_python_api_fits_samples_evaluates_and_converts(tmp_path):
     assert {"posterior_predictive", "log_likelihood", "observed_data"} <= set(idata.groups())
     reloaded = probgen.load(tmp_path / "run", trust_code=True)
     assert torch.equal(reloaded.model.param("loc"), fitted.model.param("loc"))
+
+
+def test_per_point_guides_get_batch_indices_and_pyro_scales_them():
+    from examples.program_per_point_guide import guide, model
+
+    fitted = probgen.fit(model, guide, data="moons", steps=40, batch_size=100, lr=0.05)
+    net = fitted.model
+    assert net.structure.subsampled and "elbo" not in net.capabilities()
+    loc = net.param("loc")
+    assert loc.shape == (int(net.num_train),)
+    assert 0 < int((loc != 0).sum()) <= 40 * 100  # only rows seen in batches moved
+    # the subsampled plate scales by N/B itself: probgen adds no second factor
+    model_fn, guide_fn = net._scaled(100)
+    assert model_fn == net.model and guide_fn == net.guide
