@@ -6,8 +6,8 @@ written to an .npy for the plain script), the same steps, batch size and learnin
 Adam. Measured:
 
 1. wall time of the whole process, from the shell: ``probgen fit FILE.py:model,guide ...``
-   against ``python programs/plain_pyro_fit.py ...`` (imports, data, training, saving), each
-   run ``--repeats`` times alternately, medians reported;
+   against ``python programs/plain_pyro_fit.py ...`` (imports, data, training, saving), both
+   with ``OMP_NUM_THREADS=1``, each run ``--repeats`` times alternately, medians reported;
 2. held-out ELBO (1 particle per image) and importance-sampled NLL (K = 1000) per image of
    both fits on the digits' held-out split, computed by the same estimator
    (``probgen.programs.scoring``).
@@ -18,6 +18,7 @@ Usage: python benchmarks/bench_programs.py [--steps 3000] [--repeats 3]
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
@@ -35,8 +36,10 @@ PLAIN = HERE / "programs" / "plain_pyro_fit.py"
 
 
 def timed(command: list[str]) -> float:
+    # one thread on both sides (OMP_NUM_THREADS), as a loaded 2-core machine needs
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    subprocess.run(command, check=True, capture_output=True, env=env)
     return time.perf_counter() - start
 
 

@@ -21,7 +21,6 @@ import tutorial_vae  # noqa: E402
 def main():
     train_path, steps, batch, lr, out = sys.argv[1:6]
     steps, batch, lr = int(steps), int(batch), float(lr)
-    torch.set_num_threads(1)
     pyro.set_rng_seed(0)
     x = torch.as_tensor(np.load(train_path), dtype=torch.float32)
     svi = SVI(tutorial_vae.model, tutorial_vae.guide, Adam({"lr": lr}), Trace_ELBO())
