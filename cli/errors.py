@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
 from probgen.errors import ProbgenError
 
 
 class ProbgenGroup(click.Group):
-    """A click group that turns :class:`ProbgenError` into ``error: ...`` on stderr, exit 1."""
+    """A click group that turns :class:`ProbgenError` into ``error: ...`` on stderr, exit 1.
+
+    Warnings raised while a command runs (a dependency's deprecation notice, say) are held back:
+    shown once the command succeeds, dropped when it fails, so an error is one line alone.
+    """
 
     def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except ProbgenError as exc:
-            from probgen.train import TrainingInterrupted
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                result = super().invoke(ctx)
+            except ProbgenError as exc:
+                from probgen.train import TrainingInterrupted
 
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(130 if isinstance(exc, TrainingInterrupted) else 1)
+                click.echo(f"error: {exc}", err=True)
+                ctx.exit(130 if isinstance(exc, TrainingInterrupted) else 1)
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        return result

@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 
 import click
+import numpy as np
 
 from .common import (
+    check_count,
     data_key_option,
     device_option,
     labels_option,
     load_run_model,
     run_dataset,
+    sample_in_chunks,
     save_samples_png,
     seed_option,
     trust_option,
@@ -35,7 +38,7 @@ def _table(results: dict) -> str:
 
 
 def _load_samples(path: str, data_key: str | None):
-    from probgen.data.datasets import _as_examples
+    from probgen.data.datasets import _as_examples, _as_float32, _check_finite
     from probgen.data.files import read_npy, read_npz
     from probgen.errors import DataError
 
@@ -49,7 +52,55 @@ def _load_samples(path: str, data_key: str | None):
     else:
         raise DataError(f"{p}: samples must be a .npy or .npz file")
     x, _ = _as_examples(array, str(p))
-    return x
+    _check_finite(x, str(p))
+    return _as_float32(x, str(p))
+
+
+def _fit_sample_shape(samples, dataset, data: str):
+    """Samples in the data's example shape: flat rows of the data's size are reshaped."""
+    from probgen.errors import ConfigError
+
+    want = tuple(dataset.test.shape[1:])
+    if tuple(samples.shape[1:]) == want:
+        return samples
+    if samples.ndim == 2 and samples.shape[1] == int(np.prod(want)):
+        return samples.reshape(len(samples), *want)
+    raise ConfigError(f"samples have shape {samples.shape[1:]} but {data} has {want}")
+
+
+def _warn_if_ranges_differ(samples, reference, data: str) -> None:
+    """One ``warning:`` line when samples and data clearly live on different scales (e.g.
+    [0, 1] samples against 0..16 pixel values); the scores are computed as asked."""
+    lo, hi = float(np.min(samples)), float(np.max(samples))
+    dlo, dhi = float(np.min(reference)), float(np.max(reference))
+    span, dspan = hi - lo, dhi - dlo
+    tiny = 1e-12 * (1.0 + max(abs(lo), abs(hi), abs(dlo), abs(dhi)))
+    overlap = max(0.0, min(hi, dhi) - max(lo, dlo))
+    differ = (
+        max(span, tiny) > 4 * max(dspan, tiny)
+        or max(dspan, tiny) > 4 * max(span, tiny)
+        or overlap < 0.5 * max(min(span, dspan), tiny)
+    )
+    if differ:
+        click.echo(
+            f"warning: the samples range over [{lo:.4g}, {hi:.4g}] but {data} ranges over "
+            f"[{dlo:.4g}, {dhi:.4g}]; are they in the data's units? (scoring as asked)",
+            err=True,
+        )
+
+
+def _check_sample_memory(n: int, shape) -> None:
+    """Refuse an ``-n`` whose samples alone would not fit in memory, before drawing."""
+    from probgen.data.files import available_memory, format_bytes
+    from probgen.errors import ConfigError
+
+    need = 4 * n * int(np.prod(shape)) * 3  # the samples, their features and a working copy
+    free = available_memory()
+    if need > free:
+        raise ConfigError(
+            f"-n {n}: scoring that many samples needs about {format_bytes(need)}, more than "
+            f"the {format_bytes(free)} of memory available; ask for fewer"
+        )
 
 
 def _npz_keys(p):
@@ -146,6 +197,9 @@ def evaluate(
     from probgen.errors import ConfigError
 
     names = _metric_list(metrics)
+    check_count("-n", n)
+    check_count("--steps", steps)
+    check_count("--particles", particles)
     if samples_file is not None:
         if data is None:
             raise ConfigError("--samples needs -d DATA to compare against")
@@ -154,11 +208,8 @@ def evaluate(
         if names and any(m in LIKELIHOOD_METRICS for m in names):
             raise ConfigError("likelihood metrics need a run, not a file of samples")
         dataset = load_dataset(data, data_key=data_key, labels=labels)
-        samples = _load_samples(samples_file, None)
-        if samples.shape[1:] != dataset.test.shape[1:]:
-            raise ConfigError(
-                f"samples have shape {samples.shape[1:]} but {data} has {dataset.test.shape[1:]}"
-            )
+        samples = _fit_sample_shape(_load_samples(samples_file, None), dataset, data)
+        _warn_if_ranges_differ(samples, dataset.test, data)
         results = {"n_samples": len(samples), "n_reference": len(dataset.test)}
         results.update(score_samples(samples, dataset, names, feature, seed))
     else:
@@ -167,13 +218,14 @@ def evaluate(
         from probgen.evaluation import evaluate_model
         from probgen.runs import Run
 
-        model = load_run_model(run, device, trust_code)
+        model = sample_in_chunks(load_run_model(run, device, trust_code))
         dataset = run_dataset(run, data, data_key, labels)
         if dataset.event_shape != tuple(model.data_info.event_shape):
             raise ConfigError(
                 f"{data} has examples of shape {dataset.event_shape}; the model in {run} "
                 f"expects {tuple(model.data_info.event_shape)}"
             )
+        _check_sample_memory(n or len(dataset.test), dataset.event_shape)
         results, _ = evaluate_model(
             model, dataset, names, n, sampler, steps, feature, particles, seed
         )
@@ -197,14 +249,19 @@ def evaluate(
 @trust_option
 def compare(runs, data, metrics, n, feature, out, seed, device, trust_code):
     """Evaluate several RUNS and print one markdown table; write a sample figure per run."""
+    from probgen.errors import ConfigError
     from probgen.evaluation import evaluate_model
 
     names = _metric_list(metrics)
+    check_count("-n", n)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"-o {out_dir}: cannot create this folder ({exc.strerror})") from None
     rows = []
     for run in runs:
-        model = load_run_model(run, device, trust_code)
+        model = sample_in_chunks(load_run_model(run, device, trust_code))
         dataset = run_dataset(run, data)
         results, samples = evaluate_model(model, dataset, names, n, feature=feature, seed=seed)
         figure = out_dir / f"{Path(run).name}.png"

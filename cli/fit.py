@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .common import data_key_option, device_option, labels_option, seed_option
+from .common import check_count, data_key_option, device_option, labels_option, seed_option
 
 
 def _default_out(model: str, data: str) -> str:
@@ -135,6 +135,10 @@ def fit(
         "num_samples": num_samples,
         "warmup": warmup,
     }
+    check_count("--nproc", nproc)
+    check_count("--chains", chains)
+    check_count("--num-samples", num_samples)
+    check_count("--warmup", warmup, low=0)
     given = {k: v for k, v in program_flags.items() if v is not None}
     if given and is_builtin(model):
         flag = "--" + next(iter(given)).replace("_", "-")

@@ -110,6 +110,42 @@ def _rate_distortion(model, x, y, codes, original):
     return rate, float(error.mean())
 
 
+def _read_codes(path: Path):
+    """Latent codes ``(N, D)`` (and labels) from an ``.npz`` (``x``, ``y``) or an ``.npy``."""
+    from probgen.data.files import check_regular, read_npy, read_npz
+    from probgen.errors import DataError
+
+    check_regular(path, "codes")
+    if path.suffix.lower() == ".npy":
+        z, ys = read_npy(path), None
+    elif path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            keys = list(f.keys())
+        z, _ = read_npz(path, "x" if "x" in keys else None, None)
+        ys = read_npz(path, "x" if "x" in keys else None, "y")[1] if "y" in keys else None
+    else:
+        raise DataError(f"{path}: codes must be an .npz from `probgen encode` or an .npy")
+    if z.dtype.kind not in "biuf":
+        raise DataError(f"{path}: codes must be numbers, found dtype {z.dtype}")
+    if z.ndim == 1:
+        z = z[:, None]
+    if z.ndim < 2 or len(z) == 0:
+        raise DataError(f"{path}: codes must be rows (N, D), found shape {z.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(z.astype(np.float32))  # NaN, inf, or beyond what float32 holds
+    if bad.any():
+        first = int(np.argwhere(bad)[0][0])
+        raise DataError(
+            f"{path}: {int(bad.sum())} codes are NaN, infinite or beyond float32 "
+            f"(first in row {first})"
+        )
+    if ys is not None:
+        ys = np.asarray(ys).reshape(-1)
+        if len(ys) != len(z):
+            raise DataError(f"{path}: {len(ys)} labels for {len(z)} codes")
+    return z, ys
+
+
 @click.command()
 @click.argument("run")
 @click.argument("codes")
@@ -120,7 +156,6 @@ def decode(run, codes, out, device, trust_code):
     """Decode the latent CODES (.npz from `probgen encode`) back to data units."""
     import torch
 
-    from probgen.data.files import read_npz
     from probgen.errors import DataError
 
     from .common import save_samples_png
@@ -128,18 +163,21 @@ def decode(run, codes, out, device, trust_code):
     out_path = check_output(out, (".npy", ".npz", ".png"))
     model = load_run_model(run, device, trust_code)
     _require(model, "decode", run)
-    if not Path(codes).exists():
-        raise DataError(f"codes file {codes} does not exist")
-    z, ys = read_npz(Path(codes), "x", None)
-    with np.load(codes, allow_pickle=False) as f:
-        ys = f["y"] if "y" in f else None
+    z, ys = _read_codes(Path(codes))
+    if ys is not None and model.supports("labels"):
+        classes = model.data_info.num_classes or 0
+        if ys.dtype.kind not in "iu" or (len(ys) and not 0 <= ys.min() <= ys.max() < classes):
+            raise DataError(f"{codes}: labels must be class indices in 0..{classes - 1}")
     with torch.no_grad():
         zt = torch.as_tensor(z, dtype=torch.get_default_dtype()).to(model.device)
         y = _labels_tensor(model, ys)
         try:
             x = model.preprocessor.inverse(model.decode(zt, y)).cpu().numpy()
         except (RuntimeError, ValueError) as exc:
-            raise DataError(f"{codes}: these codes do not fit the model in {run} ({exc})") from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DataError(
+                f"{codes}: these codes do not fit the model in {run} ({first})"
+            ) from None
     if out_path.suffix.lower() == ".png":
         save_samples_png(out_path, x, model)
     else:

@@ -5,15 +5,22 @@ from __future__ import annotations
 import click
 
 from .common import (
+    ArrayWriter,
+    check_count,
+    check_disk_space,
     check_output,
+    chunk_rows,
     device_option,
     load_run_model,
     run_dataset,
-    save_array,
     save_samples_png,
     seed_option,
     trust_option,
 )
+
+# a PNG is for looking at: beyond these counts it is unreadable (and slow to draw)
+PNG_POINTS = 200_000
+PNG_IMAGES = 4_096
 
 
 @click.command()
@@ -31,13 +38,16 @@ from .common import (
 @trust_option
 def sample(run, n, out, sampler, steps, label, site, seed, device, trust_code):
     """Draw N samples from the model in RUN, in the data's own units and shape."""
+    import math
+
+    import numpy as np
     import torch
 
     from probgen.errors import ConfigError
 
     out_path = check_output(out, (".npy", ".npz", ".png"))
-    if n < 1:
-        raise ConfigError(f"-n must be at least 1, got {n}")
+    check_count("-n", n)
+    check_count("--steps", steps)
     model = load_run_model(run, device, trust_code)
     if sampler is not None and sampler not in model.samplers:
         raise ConfigError(f"unknown sampler {sampler!r}; {run} offers {', '.join(model.samplers)}")
@@ -49,17 +59,40 @@ def sample(run, n, out, sampler, steps, label, site, seed, device, trust_code):
             raise ConfigError(f"--class must be in 0..{classes - 1}")
     if site is not None and not model.supports("sites"):
         raise ConfigError(f"--site applies to Pyro programs; {run} holds a built-in family")
+    png = out_path.suffix.lower() == ".png"
+    shape = tuple(model.data_info.event_shape)
+    if png:
+        most = PNG_POINTS if len(shape) == 1 else PNG_IMAGES
+        if n > most:
+            raise ConfigError(
+                f"-n {n}: a PNG shows at most {most:,} samples; write .npy or .npz for more"
+            )
+    elif site is None:  # a program's site may differ from the data's shape: no estimate then
+        check_disk_space(out_path, n * math.prod(shape) * 4)
     torch.manual_seed(seed)
     options = {} if steps is None else {"steps": steps}
     if site is not None:
         options["site"] = site
-    y = None if label is None else torch.full((n,), label, dtype=torch.long)
-    samples = model.sample(n, y=y, sampler=sampler, **options).cpu().numpy()
-    if out_path.suffix.lower() == ".png":
+
+    def draw(count: int) -> np.ndarray:
+        y = None if label is None else torch.full((count,), label, dtype=torch.long)
+        with torch.no_grad():
+            return model.sample(count, y=y, sampler=sampler, **options).cpu().numpy()
+
+    # in chunks, so memory does not grow with -n (one chunk when n is small: the same draws)
+    size = chunk_rows(shape)
+    if png:
+        samples = np.concatenate([draw(min(size, n - i)) for i in range(0, n, size)])
         reference = None
         if samples.ndim == 2 and samples.shape[1] == 2:
             reference = run_dataset(run, None).test
         save_samples_png(out_path, samples, model, reference)
+        drawn = samples.shape[1:]
     else:
-        save_array(out_path, samples)
-    click.echo(f"wrote {n} samples {tuple(samples.shape[1:])} to {out_path}")
+        first = draw(min(size, n))
+        drawn = first.shape[1:]
+        with ArrayWriter(out_path, n, drawn, first.dtype) as writer:
+            writer.write(first)
+            for i in range(len(first), n, size):
+                writer.write(draw(min(size, n - i)))
+    click.echo(f"wrote {n} samples {tuple(drawn)} to {out_path}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable
@@ -17,6 +18,8 @@ from probgen.errors import ConfigError
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+# no option counts, sizes or steps beyond this: a larger integer is a typo, not a request
+MAX_INT = 2**31 - 1
 
 
 def _coerce(value, annotation, key: str):
@@ -61,14 +64,20 @@ def _coerce(value, annotation, key: str):
             raise ConfigError(f"{key} expects an integer, got {value!r}") from None
         if not as_float.is_integer():
             raise ConfigError(f"{key} expects an integer, got {value!r}")
-        return int(as_float)
+        as_int = int(value) if isinstance(value, int) else int(as_float)
+        if abs(as_int) > MAX_INT:
+            raise ConfigError(f"{key}={value} is too large (at most {MAX_INT:,})")
+        return as_int
     if annotation is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key} expects a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key} expects a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} expects a finite number, got {value!r}")
+        return number
     if annotation is str:
         if not isinstance(value, (str, int, float)):
             raise ConfigError(f"{key} expects a string, got {value!r}")
@@ -89,7 +98,14 @@ def parse_set_options(pairs: Iterable[str]) -> dict[str, str]:
 
 def read_config_file(path: str | Path) -> dict:
     """The JSON object in ``path`` (one clear error if missing or not a JSON object)."""
+    from probgen.data.files import check_regular
+    from probgen.errors import DataError
+
     path = Path(path)
+    try:
+        check_regular(path, "config")
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:

@@ -24,6 +24,7 @@ from probgen.models.base import GenerativeModel
 LIKELIHOOD_METRICS = ("nll", "elbo", "nll_is", "sample_speed")
 METRICS = LIKELIHOOD_METRICS + SAMPLE_METRICS
 CHUNK = 256
+SAMPLE_CHUNK = 10_000  # draws per call: a model's working memory stays bounded
 
 
 def as_test_data(dataset: Dataset) -> Dataset:
@@ -120,10 +121,17 @@ def evaluate_model(
     results: dict = {}
     torch.manual_seed(seed)
     results.update(likelihood_metrics(model, dataset, wanted_likelihood, num_particles))
-    n = n or len(dataset.test)
+    n = len(dataset.test) if n is None else n
+    if n < 1:
+        raise ConfigError(f"-n must be at least 1, got {n}")
     options = {} if steps is None else {"steps": steps}
     start = time.perf_counter()
-    samples = model.sample(n, sampler=sampler, **options).cpu().numpy()
+    samples = np.concatenate(
+        [
+            model.sample(min(SAMPLE_CHUNK, n - i), sampler=sampler, **options).cpu().numpy()
+            for i in range(0, n, SAMPLE_CHUNK)
+        ]
+    )
     elapsed = time.perf_counter() - start
     if "sample_speed" in wanted_likelihood:
         results["samples_per_second"] = n / max(elapsed, 1e-9)

@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from probgen.config import build_config, parse_set_options, read_config_file
-from probgen.data.datasets import Dataset, fit_preprocessor, load_dataset
+from probgen.config import MAX_INT, build_config, parse_set_options, read_config_file
+from probgen.data.datasets import DATASETS, Dataset, check_trainable, fit_preprocessor, load_dataset
 from probgen.data.preprocess import Identity
 from probgen.distributed import (
     ProcessGroup,
@@ -32,8 +32,8 @@ from probgen.distributed import (
 )
 from probgen.errors import ConfigError, ProbgenError, RunError, TrainingDiverged
 from probgen.models.base import Batch, DataInfo, GenerativeModel
-from probgen.models.registry import resolve_model, spec_of
-from probgen.runs import Run, TrainState, config_payload
+from probgen.models.registry import fit_target, is_builtin, resolve_model, spec_of
+from probgen.runs import Run, TrainState, check_model_fits, config_payload, writing_run
 
 
 class TrainingInterrupted(ProbgenError):
@@ -125,8 +125,13 @@ class BatchStream:
         return Batch(x, self.y[idx] if self.y is not None else None, idx)
 
     def setup_batch(self) -> Batch:
-        """The first ``batch_size`` training rows in stored order, for ``model.setup``."""
-        idx = torch.arange(min(self.batch_size, self.n), device=self.x.device)
+        """The first *global* batch of epoch 0, for ``model.setup``: the same shuffled rows on
+        every process, whatever their number, so data-fitted state (an EBM's box, a score
+        model's sigma ladder, a program's data-derived initial values) is identical on every
+        rank and to a one-process run, and no sorted file biases it."""
+        generator = torch.Generator().manual_seed(self.sampler.seed)  # DistributedSampler's
+        order = torch.randperm(self.n, generator=generator)
+        idx = order[: self.global_batch_size].to(self.x.device)
         x = self.x[idx]
         if self.noisy:
             x = self.preprocessor.forward(x)
@@ -269,9 +274,11 @@ def build_model(
 ) -> GenerativeModel:
     """A fresh model for ``dataset``: its config validated, its preprocessor fitted.
 
-    ``model`` is a registered name, a spec (``FILE.py:NAME[,GUIDE]``) or a model class.
+    ``model`` is a registered name, a spec (``FILE.py:NAME[,GUIDE]``), a model class or a Pyro
+    program's callable or class (:func:`~probgen.models.registry.fit_target`).
     """
-    cls = resolve_model(model) if isinstance(model, str) else model
+    target = fit_target(model)
+    cls = resolve_model(target) if isinstance(target, str) else target
     check_contract(cls)
     config = build_config(cls.Config, *config_sources)
     preprocessor = (
@@ -353,11 +360,26 @@ def fit(
     dev = resolve_device(device)
     if steps is not None and epochs is not None:
         raise ConfigError("give --steps or --epochs, not both")
-    for name, value in (("steps", steps), ("epochs", epochs), ("batch-size", batch_size)):
+    for name, value in (
+        ("steps", steps),
+        ("epochs", epochs),
+        ("batch-size", batch_size),
+        ("checkpoint-every", checkpoint_every),
+    ):
         if value is not None and value < 1:
             raise ConfigError(f"--{name} must be at least 1, got {value}")
-    if not lr > 0:
-        raise ConfigError(f"--lr must be positive, got {lr}")
+        if value is not None and value > MAX_INT:
+            raise ConfigError(f"--{name} {value} is too large (at most {MAX_INT:,})")
+    try:
+        lr_ok = math.isfinite(float(lr)) and float(lr) > 0
+    except (TypeError, ValueError):
+        lr_ok = False
+    if not lr_ok:
+        raise ConfigError(f"--lr must be a positive finite number, got {lr}")
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"--seed must be in 0..{2**32 - 1}, got {seed}")
+    if resume and overwrite:
+        raise ConfigError("give --resume or --overwrite, not both")
     if precision not in ("fp32", "bf16"):
         raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
     if isinstance(options, (list, tuple)):
@@ -386,7 +408,15 @@ def fit(
         ),
     )
     try:
-        return _fit(request, group)
+        # one writer per run directory; --overwrite writes beside the old run, swaps on success
+        holding = (
+            writing_run(out, overwrite=overwrite and not resume, lock=group.is_main)
+            if out is not None
+            else contextlib.nullcontext(None)
+        )
+        with holding as target:
+            request.out = target
+            return _fit(request, group)
     finally:
         shutdown(group)
 
@@ -461,7 +491,8 @@ def _start(r: FitRequest, run: Run | None, group: ProcessGroup) -> Session:
     if run is not None and run.path.exists() and any(run.path.iterdir()) and not r.overwrite:
         raise RunError(f"{run.path} is not empty; choose another -o, --resume it, or --overwrite")
     dataset = r.data if isinstance(r.data, Dataset) else _load(r.data, r.data_options, r.seed)
-    net = build_model(r.model, dataset, r.sources, r.seed).to(r.device)
+    check_trainable(dataset)
+    net = _build_checked(r, dataset).to(r.device)
     stream = BatchStream(
         dataset.train, dataset.train_labels, net.preprocessor, r.batch_size, r.device, r.seed, group
     )
@@ -480,6 +511,7 @@ def _resume(r: FitRequest, run: Run | None, group: ProcessGroup) -> Session:
     stored = run.read_config()
     if isinstance(r.model, str) and stored["model"] != r.model:
         raise ConfigError(f"--resume: {r.out} holds a {stored['model']!r} run, not {r.model!r}")
+    _check_same_data(r, stored.get("data") or {})
     state, meta = run.read_train_state()
     dataset = load_run_dataset(stored["data"])
     net = run.build_model(trust_code=True)
@@ -500,7 +532,63 @@ def _resume(r: FitRequest, run: Run | None, group: ProcessGroup) -> Session:
     stream.load_state_tensors(run.load_optimizers(optimizers, meta))
     history = run.read_history()
     target = _target_steps(*r.budget, stream, state.target_steps or net.default_steps)
+    if target < state.step:
+        asked = f"--steps {target}" if r.budget[0] is not None else f"a target of {target} steps"
+        raise ConfigError(
+            f"--resume: {r.out} has done {state.step} steps; {asked} is below that "
+            "(--steps is the total to reach)"
+        )
     return Session(net, dataset, stream, optimizers, state, history, stored["seed"], target)
+
+
+def _build_checked(r: FitRequest, dataset: Dataset) -> GenerativeModel:
+    """``build_model``, after checking (allocating nothing) that the model fits in memory.
+
+    A built-in family whose options do not build (a size too large for torch, a negative
+    width) is one line; a user's own model keeps its traceback, which is what its author needs.
+    """
+    builtin = isinstance(r.model, str) and is_builtin(r.model)
+    if builtin:
+        check_model_fits(
+            lambda: build_model(r.model, dataset, r.sources, r.seed),
+            f"{r.model} with these options",
+        )
+    try:
+        return build_model(r.model, dataset, r.sources, r.seed)
+    except (RuntimeError, MemoryError, OverflowError, TypeError, ValueError) as exc:
+        if not builtin:
+            raise
+        text = str(exc).strip().splitlines()
+        raise ConfigError(
+            f"{r.model}: these options do not build a model "
+            f"({type(exc).__name__}: {text[0] if text else ''})"
+        ) from None
+
+
+def _check_same_data(r: FitRequest, spec: dict) -> None:
+    """``--resume`` continues on the run's own data: another ``-d`` is refused."""
+    if isinstance(r.data, Dataset) or not spec.get("source"):
+        return
+    stored, given = str(spec["source"]), str(r.data)
+    if given in DATASETS or stored in DATASETS:
+        same = given == stored
+    else:
+        try:
+            same = Path(given).resolve() == Path(stored).resolve()
+        except OSError:
+            same = False
+    options = r.data_options
+    for key in ("data_key", "labels"):
+        if same and options.get(key) is not None and options[key] != spec.get(key):
+            raise ConfigError(
+                f"--resume: {r.out} was fitted with --{key.replace('_', '-')} "
+                f"{spec.get(key)!r}, not {options[key]!r}"
+            )
+    if not same:
+        raise ConfigError(
+            f"--resume: {r.out} was fitted on {stored}, not {given}; "
+            f"resume with -d {stored} (or fit a new run)"
+        )
 
 
 def _sample_chains(net, stream, session: Session, writer, group, quiet: bool) -> GenerativeModel:

@@ -71,3 +71,23 @@ def test_check_choice_names_the_option_and_lists_the_choices():
     check_choice("schedule", "cosine", ("linear", "cosine"))
     with pytest.raises(ConfigError, match=r"unknown schedule 'cosin'; choose from linear, cosine$"):
         check_choice("schedule", "cosin", ("linear", "cosine"))
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
+def test_non_finite_numbers_are_refused(value):
+    with pytest.raises(ConfigError, match="rate expects a finite number"):
+        build_config(Example, {"rate": value})
+
+
+def test_integers_too_large_for_any_size_are_refused():
+    with pytest.raises(ConfigError, match=r"steps=100000000000 is too large"):
+        build_config(Example, {"steps": "100000000000"})
+    assert build_config(Example, {"steps": "1e3"}).steps == 1000
+
+
+def test_a_config_file_that_is_a_fifo_is_refused(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "cfg.json")
+    with pytest.raises(ConfigError, match="is a FIFO"):
+        read_config_file(tmp_path / "cfg.json")

@@ -101,3 +101,26 @@ def test_a_pyro_program_trains_alike_on_two_processes(tmp_path):
     assert not torch.allclose(one.param("loc"), torch.zeros(2))  # it trained
     for name in ("loc", "scale"):
         torch.testing.assert_close(two.param(name), one.param(name), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "family, options, buffers",
+    [
+        ("ebm", ["--set", "hidden=(16,16)", "--set", "buffer_size=64"], ("box_low", "box_high")),
+        ("score", ["--set", "hidden=(16,16)", "--set", "num_scales=3"], ("sigma_max",)),
+    ],
+)
+def test_data_fitted_state_is_the_same_on_two_processes_and_one(tmp_path, family, options, buffers):
+    common = ["-d", "8gaussians", "--steps", "2", "--batch-size", "64", "-q", *options]
+    launched = subprocess.run(
+        [sys.executable, "-m", "probgen", "fit", family, "-o", str(tmp_path / "two"),
+         "--nproc", "2", *common],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    two = load_model(tmp_path / "two")
+    sets = [o.split("=", 1) for o in options[1::2]]
+    one = fit(family, "8gaussians", tmp_path / "one", steps=2, batch_size=64, quiet=True,
+              options=dict(sets))  # fmt: skip
+    for name in buffers:
+        torch.testing.assert_close(getattr(two, name), getattr(one, name), msg=name)

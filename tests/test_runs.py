@@ -51,7 +51,7 @@ def test_weights_of_another_model_are_refused(run_dir, tmp_path):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda c: c.update(format_version=99), r"\(run format 99\); this probgen reads format 1"),
+        (lambda c: c.update(format_version=99), r"\(run format 99\); this probgen reads format 2"),
         (lambda c: c.pop("preprocessor"), "corrupt \\(no 'preprocessor'\\)"),
         (lambda c: c["model_config"].update(nope=1), "unknown option 'nope'"),
     ],

@@ -154,3 +154,38 @@ def test_bf16_autocast_trains():
     assert all(p.dtype == torch.float32 for p in model.parameters())
     with pytest.raises(ConfigError, match="--precision must be fp32 or bf16"):
         fit("vae", "moons", steps=1, precision="fp16")
+
+
+def test_resume_refuses_other_data_and_a_budget_below_the_steps_done(tmp_path):
+    fit("flow", "moons", tmp_path / "r", steps=4, quiet=True, options={"hidden": "8"})
+    with pytest.raises(ConfigError, match="was fitted on moons, not circles"):
+        fit("flow", "circles", tmp_path / "r", steps=6, resume=True, quiet=True)
+    with pytest.raises(ConfigError, match="has done 4 steps; --steps 2 is below that"):
+        fit("flow", "moons", tmp_path / "r", steps=2, resume=True, quiet=True)
+    assert Run(tmp_path / "r").read_train_state()[0].step == 4
+
+
+def test_three_rows_fit_and_fewer_training_rows_are_refused(tmp_path):
+    import numpy as np
+
+    from probgen.errors import DataError
+
+    rows = np.random.default_rng(0).standard_normal((3, 2)).astype(np.float32)
+    np.save(tmp_path / "three.npy", rows)
+    model = fit("vae", str(tmp_path / "three.npy"), None, steps=2, quiet=True, options=TINY_VAE)
+    assert model.sample(4).shape == (4, 2)
+    np.save(tmp_path / "two.npy", rows[:2])
+    with pytest.raises(DataError, match="only 1 training row"):
+        fit("vae", str(tmp_path / "two.npy"), None, steps=2, quiet=True)
+
+
+def test_options_are_checked_before_any_run_is_written(tmp_path):
+    for kwargs, message in (
+        ({"lr": math.inf}, "--lr must be a positive finite number"),
+        ({"checkpoint_every": 0}, "--checkpoint-every must be at least 1"),
+        ({"options": {"beta": "inf"}}, "beta expects a finite number"),
+        ({"resume": True, "overwrite": True}, "not both"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            fit("vae", "moons", tmp_path / "r", steps=2, quiet=True, **kwargs)
+        assert not (tmp_path / "r").exists()

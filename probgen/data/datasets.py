@@ -80,6 +80,35 @@ def _check_finite(x: np.ndarray, source: str) -> None:
         raise DataError(f"{source}: {count} NaN/inf values (first at {loc})")
 
 
+def _as_float32(x: np.ndarray, source: str) -> np.ndarray:
+    """``x`` in float32, the dtype that trains: a finite value beyond float32's range is an error
+    here rather than an infinity in the first step."""
+    x32 = x.astype(np.float32)
+    bad = ~np.isfinite(x32)
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        loc = f"example {where[0]}" + (
+            f", index {tuple(where[1:].tolist())}" if len(where) > 1 else ""
+        )
+        value = x[tuple(where)]
+        raise DataError(
+            f"{source}: {int(bad.sum())} values overflow float32 (first {value:.4g} at {loc}; "
+            f"the largest float32 is {np.finfo(np.float32).max:.4g})"
+        )
+    return x32
+
+
+def check_trainable(dataset: Dataset) -> None:
+    """Refuse (one line) data too small to fit: fewer than two training rows."""
+    n = len(dataset.train)
+    if n < 2:
+        raise DataError(
+            f"{dataset.name}: only {n} training row{'s' if n != 1 else ''} "
+            f"(a file's rows are split {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} into "
+            "training and held-out); fitting needs at least 2 training rows"
+        )
+
+
 def _as_examples(x: np.ndarray, source: str, force_image: bool = False):
     """``x`` reshaped to examples first, and whether it is a batch of images."""
     if x.dtype.kind not in "biuf":
@@ -216,6 +245,7 @@ def load_dataset(
         raise DataError(
             f"no dataset or file named {source!r}; registered datasets: {', '.join(DATASETS)}"
         )
+    files.check_regular(path, folder=True)
     if data_key is not None and path.suffix.lower() != ".npz":
         raise DataError("--data-key applies to .npz files only")
     raw, raw_labels, image_hint = _read_path(path, data_key, labels)
@@ -226,7 +256,7 @@ def load_dataset(
     if raw_labels is not None:
         y, classes = _encode_labels(raw_labels, len(x), str(path))
     levels = _image_levels(x) if is_image else None
-    train, test, train_y, test_y = _split(x.astype(np.float32), y)
+    train, test, train_y, test_y = _split(_as_float32(x, str(path)), y)
     return Dataset(
         str(path),
         train,

@@ -208,6 +208,10 @@ class EBM(GenerativeModel):
         return x
 
     # -- training ---------------------------------------------------------------------------
+    def setup(self, batch: Batch, num_train: int) -> None:
+        """The data hook: the sampling box from the first global batch (same on every rank)."""
+        self.fit_box(batch.x)
+
     def fit_box(self, x: torch.Tensor) -> None:
         """Fix the box to ``x``'s bounding box widened by ``box_margin``, unless already fixed."""
         if not self.box_ready:

@@ -157,12 +157,19 @@ class ScoreModel(GenerativeModel):
             return SubVPSDE(c.beta_min, c.beta_max)
         raise ConfigError("sde=ncsn has no continuous SDE; choose sde=ve, vp or subvp")
 
+    def setup(self, batch: Batch, num_train: int) -> None:
+        """The data hook: the sigma ladder's top from the first global batch (same on every
+        rank, so no process needs to talk to another)."""
+        self.ensure_setup(batch.x)
+
+    def ensure_setup(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        if self.uses_ladder and float(self.sigma_max) <= 0:
+            self._fit_sigma_max(x)
+
     @torch.no_grad()
     def _fit_sigma_max(self, x: torch.Tensor) -> None:
         """sigma_1 = the largest pairwise distance in the batch (Song & Ermon 2020, technique 1)."""
         distance = torch.cdist(x.flatten(1), x.flatten(1)).max()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(distance, op=torch.distributed.ReduceOp.MAX)
         self.sigma_max.fill_(max(float(distance), 2 * self.config.sigma_min))
 
     def _level_of_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
@@ -208,8 +215,7 @@ class ScoreModel(GenerativeModel):
     def loss(self, batch: Batch) -> torch.Tensor:
         """DSM ``E ||std s(x~) + z||^2 / 2`` or SSM ``E std^2 [v^T ds/dx v + ||s||^2/2]``."""
         x = batch.x
-        if self.uses_ladder and float(self.sigma_max) <= 0:
-            self._fit_sigma_max(x)
+        self.ensure_setup(x)
         x_noisy, z, sigma, t, std = self._perturb(x)
         if self.config.objective == "dsm":
             scaled = self.net(x_noisy, self._level_of_sigma(sigma) if sigma is not None else t)

@@ -117,3 +117,39 @@ def test_image_folder_rgb_and_mixed_sizes(tmp_path):
 def test_image_folder_empty(tmp_path):
     with pytest.raises(DataError, match="no .png"):
         files.read_image_folder(tmp_path)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_header_promising_more_than_the_file_is_refused_before_reading(tmp_path, compress):
+    header = struct.pack(">BBBB3I", 0, 0, 0x08, 3, 2**31, 2**31, 2**31)
+    path = tmp_path / ("huge-idx3-ubyte" + (".gz" if compress else ""))
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as f:
+        f.write(header + bytes(100))
+    with pytest.raises(DataError, match=r"promises shape \(2147483648, 2147483648, 2147483648\)"):
+        files.read_idx(path)
+
+
+def test_npy_header_promising_more_than_the_file_is_refused(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((4, 2), np.float32))
+    raw = path.read_bytes().replace(b"(4, 2)", b"(4000000000000, 2)".ljust(6))
+    path.write_bytes(raw[:200])
+    with pytest.raises(DataError, match=r"promises shape \(4000000000000, 2\)"):
+        files.read_npy(path)
+
+
+def test_fifos_and_devices_are_refused_links_are_followed(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.npy")
+    with pytest.raises(DataError, match="is a FIFO, not a regular file"):
+        files.read_npy(tmp_path / "pipe.npy")
+    with pytest.raises(DataError, match="is a character device"):
+        files.read_csv(files.Path("/dev/zero"), None)
+    np.save(tmp_path / "real.npy", np.ones((3, 2)))
+    (tmp_path / "link.npy").symlink_to(tmp_path / "real.npy")
+    assert files.read_npy(tmp_path / "link.npy").shape == (3, 2)
+    (tmp_path / "to-pipe.npy").symlink_to(tmp_path / "pipe.npy")
+    with pytest.raises(DataError, match="is a FIFO"):
+        files.read_npy(tmp_path / "to-pipe.npy")
