@@ -8,6 +8,12 @@ Sections (``--only`` picks some; all by default):
   dependency, add its install folder with ``--diffusers-path``). All interleaved in one process.
 - ``toys``: train the default model on 8gaussians and 25gaussians, then mode statistics
   (probgen.metrics.modes) of 2500 draws per sampler in data units.
+- ``cli-toys``: what ``probgen fit diffusion -d NAME`` then ``probgen evaluate RUN`` measure:
+  training through ``probgen.train.fit`` with the command line's defaults (batch 128, lr 1e-3,
+  10,000 training points, data seed = training seed, the model's default steps unless
+  ``--cli-steps``), then mode statistics of as many draws as held-out points (2,000) per
+  sampler, for each ``--seeds``; DPM-Solver++ is also run on the former step list (evenly in
+  t, ending at sigma = 0.09 for 20 steps) on the same network.
 - ``digits``: train the default model (a small U-Net) and a plain PyTorch DDPM reference
   (eps-MLP, linear schedule, sigma^2 = beta, L_simple, EMA 0.999) on the 1500 training digits
   with the same steps, batch and learning rate; FID / precision / recall against the 297 test
@@ -17,6 +23,8 @@ Sections (``--only`` picks some; all by default):
 Usage:
     python benchmarks/bench_diffusion.py [--quick] [--only overhead,toys,digits]
         [--steps 20000] [--toy-steps 6000] [--diffusers-path DIR]
+    python benchmarks/bench_diffusion.py --only cli-toys --toys 25gaussians --seeds 0 1 2
+        [--cli-steps 10000]
 """
 
 from __future__ import annotations
@@ -31,10 +39,11 @@ import time
 import torch
 from torch import nn
 
+from probgen.data.datasets import load_dataset
 from probgen.data.digits import load_digits_split
 from probgen.data.preprocess import ImageScaling, Standardize
 from probgen.data.toys import MIXTURES, sample_toy
-from probgen.infer.diffusion_samplers import spaced_timesteps
+from probgen.infer.diffusion_samplers import dpm_solver_2m, spaced_timesteps
 from probgen.metrics.modes import mode_statistics
 from probgen.metrics.suite import evaluate_samples
 from probgen.models.base import Batch, DataInfo
@@ -173,6 +182,45 @@ def bench_toys(names: list[str], steps: int, n_samples: int) -> None:
                 f"{stats['high_quality']:.3f} | {stats['reverse_kl']:.3f} | {seconds:.2f} |"
             )
         print(f"| {name} | (training time {fit_time:.0f} s) | | | | |")
+
+
+def _former_dpm(model: Diffusion, n: int, steps: int) -> torch.Tensor:
+    """DPM-Solver++ on the step list it used before ``max_log_snr`` (evenly in t)."""
+    start = model.schedule.last_index_above(model.min_log_snr)
+    x = torch.randn(n, *model.data_info.event_shape)
+    timesteps = spaced_timesteps(model.schedule.num_steps, steps, start)
+    return dpm_solver_2m(model._predictor(clip=True), x, model._alpha_bar, timesteps)
+
+
+def bench_cli_toys(names: list[str], seeds: list[int], steps: int | None) -> None:
+    from probgen.train import fit
+
+    budget = f"{steps} steps" if steps else "the default steps"
+    print(f"\n### probgen fit diffusion -d NAME ({budget}, batch 128, lr 1e-3), per seed")
+    print("\n| data | seed | sampler | modes | high quality | reverse KL | fit s |")
+    print("|---|---|---|---|---|---|---|")
+    samplers = [("ancestral", None), ("ddim", 50), ("dpm++2m", 20), ("dpm++2m", 10)]
+    for name in names:
+        for seed in seeds:
+            model, fit_time = timed(fit, "diffusion", name, steps=steps, seed=seed, quiet=True)
+            dataset = load_dataset(name, seed=seed)
+            centres, std = dataset.mixture
+            n = len(dataset.test)
+            runs = [(f"{s} ({k or 'all'} steps)", s, k) for s, k in samplers]
+            runs += [(f"dpm++2m ({k} steps, former step list)", None, k) for k in (20, 10)]
+            for label, sampler, k in runs:
+                torch.manual_seed(0)
+                with torch.no_grad():
+                    if sampler is None:
+                        draws = model.preprocessor.inverse(_former_dpm(model, n, k))
+                    else:
+                        draws = model.sample(n, sampler=sampler, steps=k)
+                stats = mode_statistics(draws.numpy(), centres, std)
+                print(
+                    f"| {name} | {seed} | {label} | {stats['modes']}/{len(centres)} | "
+                    f"{stats['high_quality']:.4f} | {stats['reverse_kl']:.4f} | {fit_time:.0f} |",
+                    flush=True,
+                )
 
 
 # -- digits --------------------------------------------------------------------------------
@@ -365,6 +413,8 @@ def main(argv=None) -> None:
     parser.add_argument("--diffusers-path", default=None, help="folder holding diffusers")
     parser.add_argument("--save-model", default=None, help="save probgen's digits model here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="cli-toys seeds")
+    parser.add_argument("--cli-steps", type=int, default=None, help="cli-toys training steps")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.diffusers_path:
@@ -376,6 +426,8 @@ def main(argv=None) -> None:
     if "toys" in sections:
         toy_steps = 200 if args.quick else args.toy_steps
         bench_toys(args.toys.split(","), toy_steps, 500 if args.quick else 2500)
+    if "cli-toys" in sections:
+        bench_cli_toys(args.toys.split(","), args.seeds, 200 if args.quick else args.cli_steps)
     if "digits" in sections:
         steps = 50 if args.quick else args.steps
         n_samples = 100 if args.quick else args.samples

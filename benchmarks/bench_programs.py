@@ -106,6 +106,7 @@ def main():
                            "--steps", common[0], "--batch-size", common[1], "--lr", common[2],
                            "--device", "cpu"]  # fmt: skip
             times[side].append(timed(command))
+    print(f"all times (s): plain {times['plain']}, probgen {times['probgen']}", flush=True)
     plain_elbo, plain_nll = plain_scores(work / "plain.pt", x_test, args.particles)
     ours_elbo, ours_nll = probgen_scores(work / "run", x_test, args.particles)
     med = {k: float(np.median(v)) for k, v in times.items()}
@@ -122,7 +123,6 @@ def main():
         f"| process wall time, median (s) | {med['plain']:.1f} | {med['probgen']:.1f} "
         f"({med['probgen'] / med['plain']:.2f}x) |"
     )
-    print(f"all times: plain {times['plain']}, probgen {times['probgen']}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-SECTIONS = ("vae", "metrics", "flows", "diffusion", "score", "gan", "ebm", "scale")
+SECTIONS = ("programs", "vae", "metrics", "flows", "diffusion", "score", "gan", "ebm", "scale")
 IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<path>[^)]+)\)")
 
 

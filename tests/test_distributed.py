@@ -24,30 +24,22 @@ class OwnStep(Gaussian):
 """
 
 
+COMMON = ("-d", "moons", "--steps", "6", "--batch-size", "64", "--lr", "0.05", "-q")
+
+
+def fit_on_two_processes(model: str, out, *options: str):
+    """``probgen fit MODEL -o OUT --nproc 2 OPTIONS`` (torchrun, gloo), then the saved model."""
+    command = [sys.executable, "-m", "probgen", "fit", model, "-o", str(out), "--nproc", "2"]
+    launched = subprocess.run([*command, *options], capture_output=True, text=True, timeout=600)
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    return load_model(out, trust_code=True)
+
+
 @pytest.mark.parametrize("cls", ["Gaussian", "OwnStep"])
 def test_two_processes_match_one_on_the_same_global_batch(tmp_path, cls):
     (tmp_path / "gauss.py").write_text(USER_MODEL + OWN_STEP)
     spec = f"{tmp_path / 'gauss.py'}:{cls}"
-    common = ["-d", "moons", "--steps", "6", "--batch-size", "64", "--lr", "0.05", "-q"]
-    launched = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "probgen",
-            "fit",
-            spec,
-            "-o",
-            str(tmp_path / "two"),
-            "--nproc",
-            "2",
-            *common,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert launched.returncode == 0, launched.stderr[-2000:]
-    two = load_model(tmp_path / "two", trust_code=True)
+    two = fit_on_two_processes(spec, tmp_path / "two", *COMMON)
     one = fit(spec, "moons", tmp_path / "one", steps=6, batch_size=64, lr=0.05, quiet=True)
     assert not torch.allclose(one.loc, torch.zeros(2))  # it trained
     for name, p in one.state_dict().items():
@@ -89,14 +81,7 @@ def model(x):
 def test_a_pyro_program_trains_alike_on_two_processes(tmp_path):
     (tmp_path / "prog.py").write_text(PROGRAM)
     spec = f"{tmp_path / 'prog.py'}:model"
-    common = ["-d", "moons", "--steps", "6", "--batch-size", "64", "--lr", "0.05", "-q"]
-    launched = subprocess.run(
-        [sys.executable, "-m", "probgen", "fit", spec, "-o", str(tmp_path / "two"),
-         "--nproc", "2", *common],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert launched.returncode == 0, launched.stderr[-2000:]
-    two = load_model(tmp_path / "two", trust_code=True)
+    two = fit_on_two_processes(spec, tmp_path / "two", *COMMON)
     one = fit(spec, "moons", tmp_path / "one", steps=6, batch_size=64, lr=0.05, quiet=True)
     assert not torch.allclose(one.param("loc"), torch.zeros(2))  # it trained
     for name in ("loc", "scale"):
@@ -112,13 +97,7 @@ def test_a_pyro_program_trains_alike_on_two_processes(tmp_path):
 )
 def test_data_fitted_state_is_the_same_on_two_processes_and_one(tmp_path, family, options, buffers):
     common = ["-d", "8gaussians", "--steps", "2", "--batch-size", "64", "-q", *options]
-    launched = subprocess.run(
-        [sys.executable, "-m", "probgen", "fit", family, "-o", str(tmp_path / "two"),
-         "--nproc", "2", *common],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert launched.returncode == 0, launched.stderr[-2000:]
-    two = load_model(tmp_path / "two")
+    two = fit_on_two_processes(family, tmp_path / "two", *common)
     sets = [o.split("=", 1) for o in options[1::2]]
     one = fit(family, "8gaussians", tmp_path / "one", steps=2, batch_size=64, quiet=True,
               options=dict(sets))  # fmt: skip

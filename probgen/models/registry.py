@@ -9,8 +9,13 @@ the others. A user's model is a Pyro program or a
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from probgen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from probgen.programs.entry import ProgramEntry
 
 MODELS: dict[str, str] = {
     "vae": "probgen.models.vae:VAE",
@@ -51,7 +56,7 @@ def resolve_model(spec: str) -> type:
     return model_class_for(resolve_entry(spec))
 
 
-def model_class_for(entry) -> type:
+def model_class_for(entry: ProgramEntry) -> type:
     """The class that fits the resolved ``entry``: its own, or a program class."""
     from probgen.models.base import GenerativeModel
     from probgen.programs.model import program_class
@@ -70,7 +75,9 @@ def spec_of(cls: type, name: str) -> str:
     return cls.spec or name
 
 
-def fit_target(model, guide=None):
+def fit_target(
+    model: str | type | Callable[..., Any], guide: str | Callable[..., Any] | None = None
+) -> str | type:
     """What the fit loop builds for ``model`` (and ``guide``) as the user gave them: a name or
     spec string, a GenerativeModel subclass, or Python objects (a Pyro ``model`` callable and
     optional ``guide``, a class with ``model``/``guide`` methods, a PyroModule class)."""
@@ -84,4 +91,8 @@ def fit_target(model, guide=None):
         return f"{model},{guide}"
     if guide is not None and isinstance(model, type):
         raise ConfigError("a class program brings its guide as a method; drop guide=")
+    from probgen.models.base import GenerativeModel
+
+    if isinstance(model, type) and issubclass(model, GenerativeModel) and model.spec:
+        return model  # already resolved (a program class, a user class that knows its spec)
     return model_class_for(entry_for_objects(model, guide))
