@@ -7,11 +7,19 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 
 from probgen.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import torch
+    from numpy.typing import ArrayLike, DTypeLike
+
+    from probgen.data.datasets import Dataset
+    from probgen.models.base import GenerativeModel
 
 device_option = click.option(
     "--device", default="auto", show_default=True, help="auto, cpu or cuda."
@@ -30,14 +38,20 @@ labels_option = click.option(
 )
 
 
-def load_run_model(run: str, device: str, trust_code: bool):
+def load_run_model(run: str, device: str, trust_code: bool) -> GenerativeModel:
     from probgen.runs import load_model
     from probgen.train import resolve_device
 
     return load_model(run, resolve_device(device), trust_code=trust_code)
 
 
-def run_dataset(run: str, data: str | None, data_key=None, labels=None, as_test: bool = True):
+def run_dataset(
+    run: str,
+    data: str | None,
+    data_key: str | None = None,
+    labels: str | None = None,
+    as_test: bool = True,
+) -> Dataset:
     """The dataset given with ``-d`` (a file: every row held out, unless ``as_test`` is
     false), else the run's own."""
     from probgen.data import load_dataset
@@ -100,7 +114,9 @@ class ArrayWriter:
     :meth:`close`; :meth:`discard` (or an error inside ``with``) removes it.
     """
 
-    def __init__(self, out: Path, n: int, shape: tuple[int, ...], dtype=np.float32):
+    def __init__(
+        self, out: Path, n: int, shape: tuple[int, ...], dtype: DTypeLike = np.float32
+    ) -> None:
         self.out, self.n, self.shape = out, n, tuple(shape)
         self.dtype = np.dtype(dtype)
         self.rows = 0
@@ -150,7 +166,7 @@ class ArrayWriter:
     def __enter__(self) -> ArrayWriter:
         return self
 
-    def __exit__(self, kind, *rest) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         if kind is None:
             self.close()
         else:
@@ -162,7 +178,9 @@ def chunk_rows(event_shape: tuple[int, ...], budget: int = 1 << 20, most: int = 
     return max(1, min(most, budget // max(1, math.prod(event_shape))))
 
 
-def save_array(out: Path, array: np.ndarray, labels: np.ndarray | None = None, **extra) -> None:
+def save_array(
+    out: Path, array: np.ndarray, labels: np.ndarray | None = None, **extra: ArrayLike
+) -> None:
     """``.npy`` or ``.npz`` (with labels and extras), written through a temporary file."""
     tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
     if out.suffix.lower() == ".npz":
@@ -175,7 +193,9 @@ def save_array(out: Path, array: np.ndarray, labels: np.ndarray | None = None, *
     tmp.replace(out)
 
 
-def save_samples_png(out: Path, samples: np.ndarray, model, reference=None) -> None:
+def save_samples_png(
+    out: Path, samples: np.ndarray, model: GenerativeModel, reference: np.ndarray | None = None
+) -> None:
     from probgen import plots
 
     if samples.ndim == 4:
@@ -194,7 +214,7 @@ def save_samples_png(out: Path, samples: np.ndarray, model, reference=None) -> N
         )
 
 
-def sample_in_chunks(model):
+def sample_in_chunks(model: GenerativeModel) -> GenerativeModel:
     """``model`` with ``sample(n, ...)`` drawing ``n`` in chunks (see :func:`chunk_rows`).
 
     The draws are concatenated, so the result is as before, but the sampler's working memory
@@ -209,7 +229,7 @@ def sample_in_chunks(model):
     size = chunk_rows(tuple(model.data_info.event_shape))
 
     @functools.wraps(original)
-    def sample(n, *args, y=None, **kwargs):
+    def sample(n: int, *args: Any, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         if n <= size:
             return original(n, *args, y=y, **kwargs)
         parts = [

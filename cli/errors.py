@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import click
 
@@ -16,7 +17,7 @@ class ProbgenGroup(click.Group):
     shown once the command succeeds, dropped when it fails, so an error is one line alone.
     """
 
-    def invoke(self, ctx):
+    def invoke(self, ctx: click.Context) -> Any:
         with warnings.catch_warnings(record=True) as caught:
             try:
                 result = super().invoke(ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -21,12 +22,16 @@ from .common import (
     trust_option,
 )
 
+if TYPE_CHECKING:
+    from probgen.data.datasets import Dataset
+    from probgen.models.base import GenerativeModel
 
-def _metric_list(text: str | None):
+
+def _metric_list(text: str | None) -> list[str] | None:
     return [m.strip() for m in text.split(",") if m.strip()] if text else None
 
 
-def _format(value) -> str:
+def _format(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -37,7 +42,7 @@ def _table(results: dict) -> str:
     return "\n".join(f"{k:<{width}}  {_format(v)}" for k, v in results.items())
 
 
-def _load_samples(path: str, data_key: str | None):
+def _load_samples(path: str, data_key: str | None) -> np.ndarray:
     from probgen.data.datasets import _as_examples, _as_float32, _check_finite
     from probgen.data.files import read_npy, read_npz
     from probgen.errors import DataError
@@ -56,7 +61,7 @@ def _load_samples(path: str, data_key: str | None):
     return _as_float32(x, str(p))
 
 
-def _fit_sample_shape(samples, dataset, data: str):
+def _fit_sample_shape(samples: np.ndarray, dataset: Dataset, data: str) -> np.ndarray:
     """Samples in the data's example shape: flat rows of the data's size are reshaped."""
     from probgen.errors import ConfigError
 
@@ -68,7 +73,7 @@ def _fit_sample_shape(samples, dataset, data: str):
     raise ConfigError(f"samples have shape {samples.shape[1:]} but {data} has {want}")
 
 
-def _warn_if_ranges_differ(samples, reference, data: str) -> None:
+def _warn_if_ranges_differ(samples: np.ndarray, reference: np.ndarray, data: str) -> None:
     """One ``warning:`` line when samples and data clearly live on different scales (e.g.
     [0, 1] samples against 0..16 pixel values); the scores are computed as asked."""
     lo, hi = float(np.min(samples)), float(np.max(samples))
@@ -89,7 +94,7 @@ def _warn_if_ranges_differ(samples, reference, data: str) -> None:
         )
 
 
-def _check_sample_memory(n: int, shape) -> None:
+def _check_sample_memory(n: int, shape: tuple[int, ...]) -> None:
     """Refuse an ``-n`` whose samples alone would not fit in memory, before drawing."""
     from probgen.data.files import available_memory, format_bytes
     from probgen.errors import ConfigError
@@ -103,14 +108,14 @@ def _check_sample_memory(n: int, shape) -> None:
         )
 
 
-def _npz_keys(p):
+def _npz_keys(p: Path) -> list[str]:
     import numpy as np
 
     with np.load(p, allow_pickle=False) as f:
         return list(f.keys())
 
 
-def _density_figure(model, dataset, out: Path) -> None:
+def _density_figure(model: GenerativeModel, dataset: Dataset, out: Path) -> None:
     """The learned 2-D density (data units) as a heat map beside the held-out data."""
     import torch
 
@@ -119,7 +124,7 @@ def _density_figure(model, dataset, out: Path) -> None:
 
     shift = model.log_abs_det_to_data()
 
-    def log_density(points):
+    def log_density(points: np.ndarray) -> np.ndarray:
         v = torch.as_tensor(points, dtype=torch.get_default_dtype()).to(model.device)
         with torch.no_grad():
             x = model.preprocessor.forward(v)
@@ -176,22 +181,22 @@ option_feature = click.option(
 @device_option
 @trust_option
 def evaluate(
-    run,
-    data,
-    metrics,
-    n,
-    samples_file,
-    sampler,
-    steps,
-    particles,
-    feature,
-    as_json,
-    data_key,
-    labels,
-    seed,
-    device,
-    trust_code,
-):
+    run: str | None,
+    data: str | None,
+    metrics: str | None,
+    n: int | None,
+    samples_file: str | None,
+    sampler: str | None,
+    steps: int | None,
+    particles: int,
+    feature: str | None,
+    as_json: bool,
+    data_key: str | None,
+    labels: str | None,
+    seed: int,
+    device: str,
+    trust_code: bool,
+) -> None:
     """Score the model in RUN (writes RUN/metrics.json), or a file of --samples against -d DATA."""
     from probgen.data import load_dataset
     from probgen.errors import ConfigError
@@ -247,7 +252,17 @@ def evaluate(
 @seed_option
 @device_option
 @trust_option
-def compare(runs, data, metrics, n, feature, out, seed, device, trust_code):
+def compare(
+    runs: tuple[str, ...],
+    data: str | None,
+    metrics: str | None,
+    n: int | None,
+    feature: str | None,
+    out: str,
+    seed: int,
+    device: str,
+    trust_code: bool,
+) -> None:
     """Evaluate several RUNS and print one markdown table; write a sample figure per run."""
     from probgen.errors import ConfigError
     from probgen.evaluation import evaluate_model

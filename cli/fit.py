@@ -6,10 +6,14 @@ import os
 import re
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from .common import check_count, data_key_option, device_option, labels_option, seed_option
+
+if TYPE_CHECKING:
+    from probgen.runs import Run
 
 
 def _default_out(model: str, data: str) -> str:
@@ -96,31 +100,31 @@ def _launch(nproc: int) -> int:
     help="Train with N processes (torchrun and DDP; gloo on CPUs, NCCL on GPUs).",
 )
 def fit(
-    model,
-    data,
-    out,
-    steps,
-    epochs,
-    batch_size,
-    lr,
-    device,
-    seed,
-    config_file,
-    options,
-    resume,
-    overwrite,
-    checkpoint_every,
-    data_key,
-    labels,
-    quiet,
-    precision,
-    guide,
-    mcmc,
-    chains,
-    num_samples,
-    warmup,
-    nproc,
-):
+    model: str,
+    data: str,
+    out: str | None,
+    steps: int | None,
+    epochs: int | None,
+    batch_size: int,
+    lr: float,
+    device: str,
+    seed: int,
+    config_file: str | None,
+    options: tuple[str, ...],
+    resume: bool,
+    overwrite: bool,
+    checkpoint_every: int,
+    data_key: str | None,
+    labels: str | None,
+    quiet: bool,
+    precision: str,
+    guide: str | None,
+    mcmc: str | None,
+    chains: int | None,
+    num_samples: int | None,
+    warmup: int | None,
+    nproc: int,
+) -> None:
     """Fit MODEL to DATA: a name from `probgen list`, or a Pyro program FILE.py:MODEL[,GUIDE]
     or package.module:MODEL[,GUIDE] (plain functions, or a class with model/guide methods)."""
     from probgen.distributed import launched_by_torchrun
@@ -184,7 +188,7 @@ def fit(
     )
 
 
-def _mcmc_summary(model: str, data: str, run) -> str:
+def _mcmc_summary(model: str, data: str, run: Run) -> str:
     from probgen.runs import read_json
 
     diag = read_json(run.path / "diagnostics.json")

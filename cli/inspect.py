@@ -29,7 +29,19 @@ from .common import device_option, load_run_model, run_dataset, seed_option, tru
 @seed_option
 @device_option
 @trust_option
-def inspect_run(run, data, out, points, draws, chains, warmup, kernel, seed, device, trust_code):
+def inspect_run(
+    run: str,
+    data: str | None,
+    out: str | None,
+    points: int,
+    draws: int,
+    chains: int,
+    warmup: int,
+    kernel: str | None,
+    seed: int,
+    device: str,
+    trust_code: bool,
+) -> None:
     """Build ArviZ InferenceData for RUN, save it as netCDF, print a summary, plot diagnostics."""
     import torch
 

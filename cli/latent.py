@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -18,8 +19,13 @@ from .common import (
     trust_option,
 )
 
+if TYPE_CHECKING:
+    import torch
 
-def _require(model, method: str, run: str):
+    from probgen.models.base import GenerativeModel
+
+
+def _require(model: GenerativeModel, method: str, run: str) -> None:
     from probgen.errors import ConfigError
 
     if not model.supports(method):
@@ -28,7 +34,7 @@ def _require(model, method: str, run: str):
         )
 
 
-def _labels_tensor(model, labels):
+def _labels_tensor(model: GenerativeModel, labels: np.ndarray | None) -> torch.Tensor | None:
     import torch
 
     if labels is None or not model.supports("labels"):
@@ -51,7 +57,16 @@ def _labels_tensor(model, labels):
 @labels_option
 @device_option
 @trust_option
-def encode(run, data, out, split, data_key, labels, device, trust_code):
+def encode(
+    run: str,
+    data: str,
+    out: str,
+    split: str,
+    data_key: str | None,
+    labels: str | None,
+    device: str,
+    trust_code: bool,
+) -> None:
     """Write the latent codes of DATA under the model in RUN to an .npz (codes, labels)."""
     import torch
 
@@ -92,7 +107,13 @@ def encode(run, data, out, split, data_key, labels, device, trust_code):
     click.echo(f"{rate_text}distortion (mean squared error, data units) {distortion:.4g}")
 
 
-def _rate_distortion(model, x, y, codes, original):
+def _rate_distortion(
+    model: GenerativeModel,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    codes: torch.Tensor,
+    original: np.ndarray,
+) -> tuple[float | None, float]:
     """Mean code length (bits) and mean squared reconstruction error in the data's units."""
     import torch
 
@@ -110,7 +131,7 @@ def _rate_distortion(model, x, y, codes, original):
     return rate, float(error.mean())
 
 
-def _read_codes(path: Path):
+def _read_codes(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Latent codes ``(N, D)`` (and labels) from an ``.npz`` (``x``, ``y``) or an ``.npy``."""
     from probgen.data.files import check_regular, read_npy, read_npz
     from probgen.errors import DataError
@@ -152,7 +173,7 @@ def _read_codes(path: Path):
 @click.option("-o", "--out", required=True, help="Output .npy/.npz (or .png) of decoded data.")
 @device_option
 @trust_option
-def decode(run, codes, out, device, trust_code):
+def decode(run: str, codes: str, out: str, device: str, trust_code: bool) -> None:
     """Decode the latent CODES (.npz from `probgen encode`) back to data units."""
     import torch
 
@@ -203,7 +224,17 @@ def decode(run, codes, out, device, trust_code):
 @click.option("-d", "--data", default=None, help="Data the indices refer to [default: the run's].")
 @device_option
 @trust_option
-def interpolate(run, index_a, index_b, k, path_kind, out, data, device, trust_code):
+def interpolate(
+    run: str,
+    index_a: int,
+    index_b: int,
+    k: int,
+    path_kind: str,
+    out: str,
+    data: str | None,
+    device: str,
+    trust_code: bool,
+) -> None:
     """Decode K points on a path in latent space between held-out examples A and B."""
     import torch
 

@@ -8,7 +8,7 @@ from .common import trust_option
 
 
 @click.command(name="list")
-def list_all():
+def list_all() -> None:
     """List the models (with their samplers), datasets and metrics."""
     from probgen.data import DATASETS
     from probgen.evaluation import METRICS
@@ -47,7 +47,7 @@ COMMANDS = {
 @click.command()
 @click.argument("run")
 @trust_option
-def info(run, trust_code):
+def info(run: str, trust_code: bool) -> None:
     """Say what the model in RUN is, how it was fitted and what it supports."""
     from probgen.runs import Run, load_model
 

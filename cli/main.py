@@ -15,7 +15,7 @@ from .sample import sample
 
 @click.group(cls=ProbgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="probgen")
-def main():
+def main() -> None:
     """probgen: deep generative models as Pyro programs."""
 
 

@@ -36,7 +36,18 @@ PNG_IMAGES = 4_096
 @seed_option
 @device_option
 @trust_option
-def sample(run, n, out, sampler, steps, label, site, seed, device, trust_code):
+def sample(
+    run: str,
+    n: int,
+    out: str,
+    sampler: str | None,
+    steps: int | None,
+    label: int | None,
+    site: str | None,
+    seed: int,
+    device: str,
+    trust_code: bool,
+) -> None:
     """Draw N samples from the model in RUN, in the data's own units and shape."""
     import math
 

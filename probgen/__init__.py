@@ -6,12 +6,16 @@ share one model contract (:mod:`probgen.models.base`), one data layer (:mod:`pro
 fit loop (:mod:`probgen.train`) and one run directory format (:mod:`probgen.runs`).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
 
 __all__ = ["fit", "load", "FittedModel"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # the Python API loads torch and Pyro on first use, so `probgen --version` stays instant
     if name in __all__:
         from probgen import api

@@ -9,13 +9,20 @@ samples, evaluates and converts to ArviZ through the same code as the command li
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from probgen.errors import ConfigError
 from probgen.models.base import GenerativeModel
 from probgen.models.registry import fit_target
+
+if TYPE_CHECKING:
+    import arviz as az
+
+    from probgen.data.datasets import Dataset
 
 
 class FittedModel:
@@ -27,7 +34,9 @@ class FittedModel:
         path: the run directory, or ``None`` for a fit kept in memory.
     """
 
-    def __init__(self, model: GenerativeModel, path: str | Path | None, dataset=None):
+    def __init__(
+        self, model: GenerativeModel, path: str | Path | None, dataset: Dataset | None = None
+    ) -> None:
         self.model = model
         self.path = Path(path) if path is not None else None
         self._dataset = dataset
@@ -36,7 +45,7 @@ class FittedModel:
         return f"FittedModel({type(self.model).__name__}, path={self.path})"
 
     @property
-    def dataset(self):
+    def dataset(self) -> Dataset:
         """The dataset the model was fitted on (reloaded from the run when needed)."""
         if self._dataset is None:
             if self.path is None:
@@ -51,13 +60,19 @@ class FittedModel:
         """What this model supports (the query the command line uses)."""
         return self.model.capabilities()
 
-    def sample(self, n: int, site: str | None = None, y=None) -> torch.Tensor:
+    def sample(
+        self, n: int, site: str | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``n`` draws in the data's units (a program's ``site``, if given)."""
         options = {} if site is None else {"site": site}
         return self.model.sample(n, y=y, **options)
 
     def evaluate(
-        self, data=None, metrics: list[str] | None = None, n: int | None = None, **options
+        self,
+        data: str | None = None,
+        metrics: list[str] | None = None,
+        n: int | None = None,
+        **options: Any,
     ) -> dict:
         """Metrics on the held-out split (or on every row of ``data``), as ``probgen
         evaluate`` reports them."""
@@ -68,14 +83,21 @@ class FittedModel:
         results, _ = evaluate_model(self.model, dataset, metrics, n, **options)
         return results
 
-    def to_arviz(self, draws: int = 200, points: int = 8):
+    def to_arviz(self, draws: int = 200, points: int = 8) -> az.InferenceData:
         """ArviZ ``InferenceData`` of the fit (posterior, predictive, chains, ...)."""
         from probgen.inspect import inference_data
 
         return inference_data(self.model, self.dataset, points=points, draws=draws)
 
 
-def fit(model, guide=None, *, data, out: str | Path | None = None, **options) -> FittedModel:
+def fit(
+    model: str | type | Callable[..., Any],
+    guide: str | Callable[..., Any] | None = None,
+    *,
+    data: str | Dataset,
+    out: str | Path | None = None,
+    **options: Any,
+) -> FittedModel:
     """Fit ``model`` (and ``guide``) to ``data``; ``options`` are :func:`probgen.train.fit`'s.
 
     Example::

@@ -13,6 +13,7 @@ import types
 import typing
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from probgen.errors import ConfigError
 
@@ -22,7 +23,7 @@ _FALSE = {"false", "0", "no", "off"}
 MAX_INT = 2**31 - 1
 
 
-def _coerce(value, annotation, key: str):
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """``value`` (a string from ``--set`` or a JSON value) converted to ``annotation``."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -117,7 +118,7 @@ def read_config_file(path: str | Path) -> dict:
     return data
 
 
-def check_choice(name: str, value, choices: Iterable) -> None:
+def check_choice(name: str, value: object, choices: Iterable) -> None:
     """Raise ``ConfigError("unknown NAME 'value'; choose from a, b")`` unless ``value`` is one of
     ``choices``."""
     choices = tuple(choices)
@@ -125,7 +126,7 @@ def check_choice(name: str, value, choices: Iterable) -> None:
         raise ConfigError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
 
 
-def build_config(config_cls: type, *sources: dict):
+def build_config(config_cls: type, *sources: dict) -> Any:
     """An instance of ``config_cls`` with the keys of ``sources`` applied in order.
 
     Values may be strings (from ``--set``) or JSON values; each is checked and converted to
@@ -155,11 +156,11 @@ def build_config(config_cls: type, *sources: dict):
     return config
 
 
-def config_to_dict(config) -> dict:
+def config_to_dict(config: Any) -> dict:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def choice(default, choices: Iterable):
+def choice(default: Any, choices: Iterable) -> Any:
     """A dataclass field with a default and a fixed set of valid values."""
     return dataclasses.field(default=default, metadata={"choices": tuple(choices)})

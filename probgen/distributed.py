@@ -10,6 +10,7 @@ global batch through a :class:`~torch.utils.data.DistributedSampler`. Rank 0 wri
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -58,17 +59,21 @@ def shutdown(group: ProcessGroup) -> None:
 class LossModule(nn.Module):
     """``forward(x, y, index) = model.loss(Batch(x, y, index))``: what DDP wraps and syncs."""
 
-    def __init__(self, model: GenerativeModel):
+    def __init__(self, model: GenerativeModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x, y=None, index=None):
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         # tells the optimisers' pre-step hooks that DDP has already averaged these gradients
         self.model.__dict__["_gradients_synchronised"] = True
         return self.model.loss(Batch(x, y, index))
 
 
-def synchronise(model: GenerativeModel, optimizers, group: ProcessGroup) -> None:
+def synchronise(
+    model: GenerativeModel, optimizers: list[torch.optim.Optimizer], group: ProcessGroup
+) -> None:
     """Make every process take the same update.
 
     The model's default ``train_step`` (and any that calls ``distributed_loss``) runs its loss
@@ -91,8 +96,10 @@ def synchronise(model: GenerativeModel, optimizers, group: ProcessGroup) -> None
         optimizer.register_step_pre_hook(_average_gradients_hook(model, group))
 
 
-def _average_gradients_hook(model: GenerativeModel, group: ProcessGroup):
-    def hook(optimizer, args, kwargs):
+def _average_gradients_hook(
+    model: GenerativeModel, group: ProcessGroup
+) -> Callable[[torch.optim.Optimizer, tuple, dict], None]:
+    def hook(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         if model.__dict__.pop("_gradients_synchronised", False):
             return
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]

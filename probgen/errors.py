@@ -5,6 +5,8 @@ damaged run directory) raises a subclass of :class:`ProbgenError`. The command l
 message on one line and exits non-zero; library users catch it like any exception.
 """
 
+from __future__ import annotations
+
 
 class ProbgenError(Exception):
     """Base class of every error caused by the user's input or environment."""

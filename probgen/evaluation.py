@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +40,12 @@ def as_test_data(dataset: Dataset) -> Dataset:
     return dataclasses.replace(dataset, test=both, test_labels=labels)
 
 
-def chunked(fn, x, y=None, size=CHUNK):
+def chunked(
+    fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    size: int = CHUNK,
+) -> torch.Tensor:
     """``fn`` applied to ``x`` (and ``y``) in chunks of ``size`` rows, concatenated."""
     out = []
     for i in range(0, len(x), size):
@@ -54,7 +60,7 @@ def _to_model_space(model: GenerativeModel, v: np.ndarray) -> torch.Tensor:
 
 
 def likelihood_metrics(
-    model: GenerativeModel, dataset: Dataset, names, num_particles: int = 1000
+    model: GenerativeModel, dataset: Dataset, names: Sequence[str], num_particles: int = 1000
 ) -> dict:
     """NLL / bits-per-dim (exact models), ELBO (latent models) and importance-sampled NLL."""
     out: dict = {}
@@ -68,7 +74,7 @@ def likelihood_metrics(
     dim = model.data_info.dim
     shift = model.log_abs_det_to_data()
 
-    def summary(prefix, log_values):
+    def summary(prefix: str, log_values: torch.Tensor) -> dict[str, float]:
         stats = likelihood_summary((log_values.double() + shift).cpu().numpy(), dim)
         return {
             prefix: stats["nll"],
@@ -146,7 +152,13 @@ def evaluate_model(
     return {k: _plain(v) for k, v in results.items()}, samples
 
 
-def score_samples(samples, dataset: Dataset, metrics=None, feature=None, seed=0) -> dict:
+def score_samples(
+    samples: np.ndarray,
+    dataset: Dataset,
+    metrics: Sequence[str] | None = None,
+    feature: str | None = None,
+    seed: int = 0,
+) -> dict:
     """Sample metrics of ``samples`` (data units) against ``dataset``'s held-out split.
 
     Image features default to the shipped classifier for the images' shape (8x8 digits, 28x28
@@ -168,7 +180,7 @@ def score_samples(samples, dataset: Dataset, metrics=None, feature=None, seed=0)
     )
 
 
-def _plain(value):
+def _plain(value: object) -> object:
     if isinstance(value, (np.floating, np.integer)):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

@@ -13,6 +13,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import arviz as az
 import numpy as np
 import torch
@@ -21,6 +25,11 @@ from pyro.infer import MCMC
 
 from probgen.errors import ConfigError
 from probgen.models.base import GenerativeModel
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from probgen.data.datasets import Dataset
 
 
 def loss_trace(history: list[dict]) -> xr.Dataset:
@@ -61,7 +70,7 @@ def mcmc_inference_data(
 
 def inference_data(
     model: GenerativeModel,
-    dataset=None,
+    dataset: Dataset | None = None,
     points: int = 8,
     draws: int = 500,
     kernel: str | None = None,
@@ -91,7 +100,9 @@ def inference_data(
     return az.InferenceData()
 
 
-def _model_space(model: GenerativeModel, rows, labels):
+def _model_space(
+    model: GenerativeModel, rows: np.ndarray, labels: np.ndarray | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     x = model.preprocessor.forward(torch.as_tensor(rows).to(model.device))
     y = None
     if labels is not None and model.supports("labels"):
@@ -99,12 +110,12 @@ def _model_space(model: GenerativeModel, rows, labels):
     return x, y
 
 
-def summary(idata: az.InferenceData):
+def summary(idata: az.InferenceData) -> pd.DataFrame:
     """``arviz.summary`` of the posterior (r-hat and ESS need more than one chain)."""
     return az.summary(idata, kind="all" if idata.posterior.sizes.get("chain", 1) > 1 else "stats")
 
 
-def write_plots(idata: az.InferenceData, out_dir, max_variables: int = 4) -> list[str]:
+def write_plots(idata: az.InferenceData, out_dir: str | Path, max_variables: int = 4) -> list[str]:
     """Trace, rank, pair and forest plots of the first few posterior variables, as PNG files."""
     import matplotlib
 
@@ -115,7 +126,7 @@ def write_plots(idata: az.InferenceData, out_dir, max_variables: int = 4) -> lis
     names = list(post.data_vars)[:max_variables]
     extra = [d for d in post.dims if d not in ("chain", "draw")]
 
-    def first(dims_and_counts):
+    def first(dims_and_counts: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
         return {d: list(range(min(k, post.sizes[d]))) for d, k in dims_and_counts}
 
     # two coordinates of the first extra dimension, one of the others: readable figures

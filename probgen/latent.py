@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from probgen.models.base import GenerativeModel
 
 
 def linear_path(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
@@ -33,7 +37,9 @@ def spherical_path(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
 PATHS = {"linear": linear_path, "spherical": spherical_path}
 
 
-def latent_rate_bits(model, x, y=None, num_particles: int = 16) -> torch.Tensor | None:
+def latent_rate_bits(
+    model: GenerativeModel, x: torch.Tensor, y: torch.Tensor | None = None, num_particles: int = 16
+) -> torch.Tensor | None:
     """The rate of a latent code in bits per example, or ``None`` when it has none.
 
     For a model with a guide (a VAE), the average code length of z under bits-back coding is

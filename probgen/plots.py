@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from types import ModuleType
 
-def _pyplot():
+    from matplotlib.figure import Figure
+
+
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,7 +24,7 @@ def _pyplot():
     return plt
 
 
-def save_figure(fig, path: Path) -> None:
+def save_figure(fig: Figure, path: Path) -> None:
     """Save through a temporary name so an existing file is never left half-written."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -80,7 +87,12 @@ def scatter(
     plt.close(fig)
 
 
-def density_map(log_density, data: np.ndarray, path: Path, resolution: int = 200) -> None:
+def density_map(
+    log_density: Callable[[np.ndarray], np.ndarray],
+    data: np.ndarray,
+    path: Path,
+    resolution: int = 200,
+) -> None:
     """A heat map of ``exp(log_density(grid))`` beside the data, for 2-D models."""
     plt = _pyplot()
     lo, hi = np.percentile(data, 0.5, axis=0), np.percentile(data, 99.5, axis=0)

@@ -35,9 +35,10 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyro
 import torch
@@ -85,7 +86,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_json(path: Path, obj, allow_nan: bool = True) -> None:
+def write_json(path: Path, obj: Any, allow_nan: bool = True) -> None:
     """``obj`` as JSON; ``allow_nan=False`` refuses NaN/inf (``config.json`` must be plain JSON
     any reader can load, and a non-finite option there is a bug upstream)."""
     try:
@@ -117,7 +118,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def check_model_fits(build, what: str = "the model", copies: int = 4) -> None:
+def check_model_fits(build: Callable[[], object], what: str = "the model", copies: int = 4) -> None:
     """Refuse, before anything is allocated, a model whose tensors would not fit in memory.
 
     ``build()`` is called under torch's ``meta`` device, which records shapes and allocates
@@ -158,7 +159,7 @@ class RunLock:
     supported the holder's pid is checked instead.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path) -> None:
         self.run_path = Path(path)
         self.path = _sibling(self.run_path, "lock")
         self._fd: int | None = None
@@ -231,7 +232,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         return self if self._fd is not None else self.acquire()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
@@ -378,7 +379,9 @@ def _cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
 
 
-def _optimizer_payload(optimizers: list[torch.optim.Optimizer]):
+def _optimizer_payload(
+    optimizers: list[torch.optim.Optimizer],
+) -> tuple[dict[str, torch.Tensor], list[dict]]:
     tensors, meta = {}, []
     for i, opt in enumerate(optimizers):
         state = opt.state_dict()
@@ -393,7 +396,7 @@ def _optimizer_payload(optimizers: list[torch.optim.Optimizer]):
     return tensors, meta
 
 
-def _restore_optimizers(optimizers, tensors: dict, meta: list) -> None:
+def _restore_optimizers(optimizers: list[torch.optim.Optimizer], tensors: dict, meta: list) -> None:
     if len(meta) != len(optimizers):
         raise RunError("the run's optimiser state does not match this model")
     for i, (opt, m) in enumerate(zip(optimizers, meta)):
@@ -426,7 +429,7 @@ class TrainState:
 class Run:
     """A run directory on disk (see the module docstring for its files)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
     def exists(self) -> bool:
@@ -572,7 +575,9 @@ class Run:
         except ConfigError as exc:  # a program's structure could not be rebuilt
             raise RunError(f"{self.path}: cannot rebuild the model ({exc})") from None
 
-    def load_optimizers(self, optimizers, meta: list) -> dict[str, torch.Tensor]:
+    def load_optimizers(
+        self, optimizers: list[torch.optim.Optimizer], meta: list
+    ) -> dict[str, torch.Tensor]:
         """Restore optimiser and RNG state; returns the extra tensors saved beside them."""
         tensors = self._read_tensors(OPTIMIZER)
         rng = {k: tensors.pop(k) for k in list(tensors) if k.startswith("rng.")}

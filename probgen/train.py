@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyro
 import torch
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 from probgen.config import MAX_INT, build_config, parse_set_options, read_config_file
 from probgen.data.datasets import DATASETS, Dataset, check_trainable, fit_preprocessor, load_dataset
-from probgen.data.preprocess import Identity
+from probgen.data.preprocess import Identity, Preprocessor
 from probgen.distributed import (
     ProcessGroup,
     all_reduce_mean,
@@ -34,6 +35,9 @@ from probgen.errors import ConfigError, ProbgenError, RunError, TrainingDiverged
 from probgen.models.base import Batch, DataInfo, GenerativeModel
 from probgen.models.registry import fit_target, is_builtin, resolve_model, spec_of
 from probgen.runs import Run, TrainState, check_model_fits, config_payload, writing_run
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class TrainingInterrupted(ProbgenError):
@@ -70,14 +74,14 @@ class BatchStream:
 
     def __init__(
         self,
-        x,
-        y,
-        preprocessor,
+        x: np.ndarray | torch.Tensor,
+        y: np.ndarray | torch.Tensor | None,
+        preprocessor: Preprocessor,
         batch_size: int,
         device: torch.device,
         seed: int,
         group: ProcessGroup | None = None,
-    ):
+    ) -> None:
         group = group or ProcessGroup()
         x = torch.as_tensor(x).to(device)
         self.noisy = getattr(preprocessor, "dequantize", False)
@@ -169,7 +173,7 @@ class LoopOptions:
     precision: str = "fp32"
 
 
-def _scalar(value) -> float:
+def _scalar(value: torch.Tensor | float) -> float:
     return float(value.item() if torch.is_tensor(value) else value)
 
 
@@ -210,7 +214,7 @@ def train(
         else contextlib.nullcontext()
     )
 
-    def checkpoint():
+    def checkpoint() -> None:
         nonlocal last_saved
         if run is not None:
             state.epoch = stream.epochs_done
@@ -591,7 +595,14 @@ def _check_same_data(r: FitRequest, spec: dict) -> None:
         )
 
 
-def _sample_chains(net, stream, session: Session, writer, group, quiet: bool) -> GenerativeModel:
+def _sample_chains(
+    net: GenerativeModel,
+    stream: BatchStream,
+    session: Session,
+    writer: Run | None,
+    group: ProcessGroup,
+    quiet: bool,
+) -> GenerativeModel:
     """Fit by MCMC: chains over all training data, saved with their diagnostics."""
     if group.active:
         raise ConfigError("--mcmc runs in one process; drop --nproc / torchrun")
@@ -607,7 +618,7 @@ def _sample_chains(net, stream, session: Session, writer, group, quiet: bool) ->
     return net
 
 
-def _target_steps(steps, epochs, stream: BatchStream, default: int) -> int:
+def _target_steps(steps: int | None, epochs: int | None, stream: BatchStream, default: int) -> int:
     if steps is not None:
         return steps
     if epochs is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from probgen.data.mnist import MNIST_LEVELS, load_mnist_split
 from probgen.data.preprocess import ImageScaling, Preprocessor, Standardize
 from probgen.data.toys import MIXTURES, TOYS, sample_toy
 from probgen.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 TOY_TRAIN_SIZE = 10_000
 TOY_TEST_SIZE = 2_000
@@ -61,7 +65,7 @@ class Dataset:
         return len(self.classes) if self.classes is not None else None
 
 
-def _encode_labels(labels: np.ndarray, n: int, source: str):
+def _encode_labels(labels: np.ndarray, n: int, source: str) -> tuple[np.ndarray, list]:
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != n:
         raise DataError(f"{source}: {len(labels)} labels for {n} examples")
@@ -109,7 +113,7 @@ def check_trainable(dataset: Dataset) -> None:
         )
 
 
-def _as_examples(x: np.ndarray, source: str, force_image: bool = False):
+def _as_examples(x: np.ndarray, source: str, force_image: bool = False) -> tuple[np.ndarray, bool]:
     """``x`` reshaped to examples first, and whether it is a batch of images."""
     if x.dtype.kind not in "biuf":
         raise DataError(f"{source}: expected numbers, found dtype {x.dtype}")
@@ -147,7 +151,9 @@ def _image_levels(x: np.ndarray) -> int | None:
     return max(2, 1 << max(top, 1).bit_length())
 
 
-def _split(x, labels, seed: int = 0):
+def _split(
+    x: np.ndarray, labels: np.ndarray | None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     n = len(x)
     n_test = max(1, int(round(n * TEST_FRACTION))) if n > 1 else 0
     perm = np.random.RandomState(seed).permutation(n)
@@ -196,7 +202,9 @@ def _load_mnist() -> Dataset:
     )
 
 
-def _read_path(path: Path, data_key: str | None, labels: str | None):
+def _read_path(
+    path: Path, data_key: str | None, labels: str | None
+) -> tuple[np.ndarray, np.ndarray | None, bool]:
     suffix = path.suffix.lower()
     if path.is_dir():
         x, y = files.read_image_folder(path)
@@ -289,7 +297,7 @@ def fit_preprocessor(
     return ImageScaling(low, high, None, vmin, vmax)
 
 
-def _as_tensor(x: np.ndarray):
+def _as_tensor(x: np.ndarray) -> torch.Tensor:
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(x))

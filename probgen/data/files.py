@@ -12,10 +12,14 @@ import os
 import stat
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from probgen.errors import DataError
+
+if TYPE_CHECKING:
+    from numpy.lib.npyio import NpzFile
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 _IDX_TYPES = {
@@ -125,7 +129,9 @@ def read_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read ({exc})") from None
 
 
-def read_npz(path: Path, key: str | None, labels_key: str | None):
+def read_npz(
+    path: Path, key: str | None, labels_key: str | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     path = check_regular(path)
     try:
         archive = np.load(path, allow_pickle=False)
@@ -140,7 +146,9 @@ def read_npz(path: Path, key: str | None, labels_key: str | None):
             raise DataError(f"{path}: cannot read .npz ({exc})") from None
 
 
-def _npz_arrays(path: Path, archive, key: str | None, labels_key: str | None):
+def _npz_arrays(
+    path: Path, archive: NpzFile, key: str | None, labels_key: str | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     keys = list(archive.keys())
     if not keys:
         raise DataError(f"{path}: the .npz holds no arrays")
@@ -171,7 +179,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_csv(path: Path, labels_column: str | None):
+def read_csv(path: Path, labels_column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Numeric CSV; a first row with any non-numeric cell is a header."""
     path = check_regular(path)
     try:
@@ -262,7 +270,7 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def read_image_folder(path: Path):
+def read_image_folder(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Every PNG/JPEG under ``path``; images in sub-folders are labelled by sub-folder name."""
     from PIL import Image, UnidentifiedImageError
 

@@ -75,7 +75,9 @@ def find_idx_folder(root: Path) -> dict[str, Path] | None:
     return None
 
 
-def _checked_pair(images: np.ndarray, labels: np.ndarray, where: Path):
+def _checked_pair(
+    images: np.ndarray, labels: np.ndarray, where: Path
+) -> tuple[np.ndarray, np.ndarray]:
     if images.ndim != 3 or tuple(images.shape[1:]) != MNIST_SHAPE:
         raise DataError(f"{where}: expected (N, 28, 28) images, found shape {images.shape}")
     if labels.ndim != 1 or len(labels) != len(images):

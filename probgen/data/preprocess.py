@@ -63,7 +63,7 @@ class Standardize(Preprocessor):
 
     kind = "standardize"
 
-    def __init__(self, mean, std):
+    def __init__(self, mean: torch.Tensor | list, std: torch.Tensor | list) -> None:
         self.mean = torch.as_tensor(mean, dtype=torch.float64)
         self.std = torch.as_tensor(std, dtype=torch.float64)
 
@@ -75,24 +75,26 @@ class Standardize(Preprocessor):
         std = torch.where(std > 1e-12 * (1 + mean.abs()), std, torch.ones_like(std))
         return cls(mean.reshape(v.shape[1:]), std.reshape(v.shape[1:]))
 
-    def forward(self, v, train=False, generator=None):
+    def forward(
+        self, v: torch.Tensor, train: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         mean = self.mean.to(v.device)
         std = self.std.to(v.device)
         return ((v.to(torch.float64) - mean) / std).to(torch.get_default_dtype())
 
-    def inverse(self, x):
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
         mean = self.mean.to(x.device)
         std = self.std.to(x.device)
         return (x.to(torch.float64) * std + mean).to(x.dtype)
 
-    def log_abs_det_jacobian(self, dim):
+    def log_abs_det_jacobian(self, dim: int) -> float:
         return float(-self.std.log().sum())
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"kind": self.kind, "mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def _from_dict(cls, d):
+    def _from_dict(cls, d: dict) -> Standardize:
         return cls(d["mean"], d["std"])
 
 
@@ -108,7 +110,15 @@ class ImageScaling(Preprocessor):
 
     kind = "image"
 
-    def __init__(self, low, high, levels=None, vmin=0.0, vmax=1.0, dequantize=False):
+    def __init__(
+        self,
+        low: float,
+        high: float,
+        levels: int | None = None,
+        vmin: float = 0.0,
+        vmax: float = 1.0,
+        dequantize: bool = False,
+    ) -> None:
         self.low, self.high = float(low), float(high)
         self.levels = int(levels) if levels is not None else None
         self.vmin, self.vmax = float(vmin), float(vmax)
@@ -122,7 +132,9 @@ class ImageScaling(Preprocessor):
             return span / max(self.vmax - self.vmin, 1e-12)
         return span / (self.levels if self.dequantize else max(self.levels - 1, 1))
 
-    def forward(self, v, train=False, generator=None):
+    def forward(
+        self, v: torch.Tensor, train: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         v = v.to(torch.get_default_dtype())
         if self.levels is None:
             return self.low + (v - self.vmin) * self.scale
@@ -134,17 +146,17 @@ class ImageScaling(Preprocessor):
             v = v + u
         return self.low + v * self.scale
 
-    def inverse(self, x):
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
         v = (x - self.low) / self.scale
         if self.levels is None:
             return (v + self.vmin).clamp(self.vmin, self.vmax)
         v = torch.floor(v) if self.dequantize else torch.round(v)
         return v.clamp(0, self.levels - 1)
 
-    def log_abs_det_jacobian(self, dim):
+    def log_abs_det_jacobian(self, dim: int) -> float:
         return dim * math.log(self.scale)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {
             "kind": self.kind,
             "low": self.low,
@@ -156,5 +168,5 @@ class ImageScaling(Preprocessor):
         }
 
     @classmethod
-    def _from_dict(cls, d):
+    def _from_dict(cls, d: dict) -> ImageScaling:
         return cls(d["low"], d["high"], d["levels"], d["vmin"], d["vmax"], d["dequantize"])

@@ -35,14 +35,14 @@ MIXTURES: dict[str, tuple[np.ndarray, float]] = {
 def _mixture(name: str) -> Callable[[int, np.random.Generator], np.ndarray]:
     centres, std = MIXTURES[name]
 
-    def draw(n, rng):
+    def draw(n: int, rng: np.random.Generator) -> np.ndarray:
         idx = rng.integers(len(centres), size=n)
         return centres[idx] + std * rng.standard_normal((n, 2))
 
     return draw
 
 
-def _moons(n, rng, noise=0.05):
+def _moons(n: int, rng: np.random.Generator, noise: float = 0.05) -> np.ndarray:
     n_out = n // 2
     n_in = n - n_out
     t_out = rng.uniform(0, math.pi, n_out)
@@ -53,27 +53,36 @@ def _moons(n, rng, noise=0.05):
     return x + noise * rng.standard_normal(x.shape)
 
 
-def _circles(n, rng, factor=0.5, noise=0.05):
+def _circles(
+    n: int, rng: np.random.Generator, factor: float = 0.5, noise: float = 0.05
+) -> np.ndarray:
     t = rng.uniform(0, 2 * math.pi, n)
     r = np.where(rng.random(n) < 0.5, 1.0, factor)
     x = np.stack([r * np.cos(t), r * np.sin(t)], 1)
     return x + noise * rng.standard_normal(x.shape)
 
 
-def _checkerboard(n, rng):
+def _checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
     x1 = rng.uniform(-2, 2, n)
     x2 = rng.uniform(0, 1, n) + rng.integers(0, 2, n) * 2.0 - 2.0
     x2 = x2 + (np.floor(x1) % 2)
     return np.stack([x1, x2], 1)
 
 
-def _swissroll(n, rng, noise=0.25):
+def _swissroll(n: int, rng: np.random.Generator, noise: float = 0.25) -> np.ndarray:
     t = 1.5 * math.pi * (1 + 2 * rng.random(n))
     x = np.stack([t * np.cos(t), t * np.sin(t)], 1) / 5.0
     return x + noise / 5.0 * rng.standard_normal(x.shape)
 
 
-def _pinwheel(n, rng, num_classes=5, radial_std=0.3, tangential_std=0.1, rate=0.25):
+def _pinwheel(
+    n: int,
+    rng: np.random.Generator,
+    num_classes: int = 5,
+    radial_std: float = 0.3,
+    tangential_std: float = 0.1,
+    rate: float = 0.25,
+) -> np.ndarray:
     angles = np.linspace(0, 2 * math.pi, num_classes, endpoint=False)
     labels = rng.integers(num_classes, size=n)
     feats = rng.standard_normal((n, 2)) * np.array([radial_std, tangential_std])

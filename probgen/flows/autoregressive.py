@@ -14,6 +14,7 @@ Durkan et al. 2019, "Neural Spline Flows" (the autoregressive RQ-NSF).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -22,15 +23,18 @@ from torch import Tensor, nn
 from probgen.flows.core import Bijection
 from probgen.nn.mlp import activation
 
+if TYPE_CHECKING:
+    from probgen.flows.elementwise import Affine, RationalQuadraticSpline
+
 
 class MaskedLinear(nn.Linear):
     """``y = x (W * M)^T + b`` with a fixed 0/1 connectivity mask ``M``."""
 
-    def __init__(self, mask: Tensor):
+    def __init__(self, mask: Tensor) -> None:
         super().__init__(mask.shape[1], mask.shape[0])
         self.register_buffer("mask", mask.to(self.weight.dtype))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
@@ -45,7 +49,9 @@ class MADE(nn.Module):
     References: Germain et al. 2015, "MADE: Masked Autoencoder for Distribution Estimation".
     """
 
-    def __init__(self, features: int, params: int, hidden: Sequence[int], act: str = "relu"):
+    def __init__(
+        self, features: int, params: int, hidden: Sequence[int], act: str = "relu"
+    ) -> None:
         super().__init__()
         self.features, self.params = features, params
         in_degree = torch.arange(features)
@@ -68,15 +74,21 @@ class MADE(nn.Module):
 class MaskedAutoregressive(Bijection):
     """``z_i = g(x_i; theta_i(x_{<i}))`` with ``g`` an elementwise map and ``theta`` from MADE."""
 
-    def __init__(self, features: int, elementwise, hidden: Sequence[int], act: str = "relu"):
+    def __init__(
+        self,
+        features: int,
+        elementwise: Affine | RationalQuadraticSpline,
+        hidden: Sequence[int],
+        act: str = "relu",
+    ) -> None:
         super().__init__()
         self.elementwise = elementwise
         self.conditioner = MADE(features, elementwise.num_params, hidden, act)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.elementwise.forward(x, self.conditioner(x))
 
-    def inverse(self, z):
+    def inverse(self, z: Tensor) -> Tensor:
         # coordinate i of x is exact after pass i + 1 because theta_i only reads x_{<i}
         x = torch.zeros_like(z)
         for _ in range(z.shape[-1]):

@@ -39,18 +39,18 @@ class Bijection(nn.Module):
 class Compose(Bijection):
     """``f = f_K o ... o f_1``; the log-determinants add (chain rule)."""
 
-    def __init__(self, *bijections: Bijection):
+    def __init__(self, *bijections: Bijection) -> None:
         super().__init__()
         self.steps = nn.ModuleList(bijections)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         ladj = x.new_zeros(x.shape[0])
         for step in self.steps:
             x, step_ladj = step(x)
             ladj = ladj + step_ladj
         return x, ladj
 
-    def inverse(self, z):
+    def inverse(self, z: Tensor) -> Tensor:
         for step in reversed(self.steps):
             z = step.inverse(z)
         return z
@@ -59,14 +59,14 @@ class Compose(Bijection):
 class Flatten(Bijection):
     """``(N, *event_shape) -> (N, D)``: a relabelling of coordinates, so ``ladj = 0``."""
 
-    def __init__(self, event_shape: tuple[int, ...]):
+    def __init__(self, event_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.event_shape = tuple(event_shape)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return x.reshape(x.shape[0], -1), x.new_zeros(x.shape[0])
 
-    def inverse(self, z):
+    def inverse(self, z: Tensor) -> Tensor:
         return z.reshape(z.shape[0], *self.event_shape)
 
 
@@ -78,26 +78,26 @@ class InverseFlowTransform(torch.distributions.Transform):
 
     bijective = True
 
-    def __init__(self, bijection: Bijection, event_shape: tuple[int, ...], base_dim: int):
+    def __init__(self, bijection: Bijection, event_shape: tuple[int, ...], base_dim: int) -> None:
         super().__init__()
         self.bijection = bijection
         self.event_shape = tuple(event_shape)
         self.base_dim = base_dim
 
     @property
-    def domain(self):
+    def domain(self) -> constraints.Constraint:
         return constraints.independent(constraints.real, 1)
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.independent(constraints.real, len(self.event_shape))
 
-    def _call(self, z):
+    def _call(self, z: Tensor) -> Tensor:
         batch = z.shape[:-1]
         x = self.bijection.inverse(z.reshape(-1, self.base_dim))
         return x.reshape(*batch, *self.event_shape)
 
-    def _inverse(self, x):
+    def _inverse(self, x: Tensor) -> Tensor:
         return self.forward_with_ladj(x)[0]
 
     def forward_with_ladj(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,14 +106,14 @@ class InverseFlowTransform(torch.distributions.Transform):
         z, ladj = self.bijection(x.reshape(-1, *self.event_shape))
         return z.reshape(*batch, self.base_dim), ladj.reshape(batch)
 
-    def log_abs_det_jacobian(self, z, x):
+    def log_abs_det_jacobian(self, z: Tensor, x: Tensor) -> Tensor:
         # log|det d f^{-1}/dz| = -log|det df/dx| at x = f^{-1}(z)
         return -self.forward_with_ladj(x)[1]
 
-    def forward_shape(self, shape):
+    def forward_shape(self, shape: torch.Size) -> torch.Size:
         return torch.Size((*shape[:-1], *self.event_shape))
 
-    def inverse_shape(self, shape):
+    def inverse_shape(self, shape: torch.Size) -> torch.Size:
         return torch.Size((*shape[: len(shape) - len(self.event_shape)], self.base_dim))
 
 
@@ -131,16 +131,22 @@ class FlowDistribution(dist.TransformedDistribution):
     """
 
     def __init__(
-        self, base, bijection: Bijection, event_shape: tuple[int, ...], validate_args=None
-    ):
+        self,
+        base: dist.Distribution,
+        bijection: Bijection,
+        event_shape: tuple[int, ...],
+        validate_args: bool | None = None,
+    ) -> None:
         transform = InverseFlowTransform(bijection, event_shape, base.event_shape[-1])
         super().__init__(base, [transform], validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None):
+    def expand(
+        self, batch_shape: torch.Size | tuple[int, ...], _instance: FlowDistribution | None = None
+    ) -> FlowDistribution:
         new = self._get_checked_instance(FlowDistribution, _instance)
         return super().expand(batch_shape, _instance=new)
 
-    def log_prob(self, x):
+    def log_prob(self, x: Tensor) -> Tensor:
         if self._validate_args:
             self._validate_sample(x)
         z, ladj = self.transforms[0].forward_with_ladj(x)

@@ -15,12 +15,16 @@ Durkan et al. 2019, "Neural Spline Flows" (rational-quadratic coupling).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from probgen.flows.core import Bijection
 from probgen.nn.mlp import MLP
+
+if TYPE_CHECKING:
+    from probgen.flows.elementwise import Affine, RationalQuadraticSpline
 
 
 class Coupling(Bijection):
@@ -30,7 +34,13 @@ class Coupling(Bijection):
     parameters define (the identity for :mod:`~probgen.flows.elementwise`).
     """
 
-    def __init__(self, features: int, elementwise, hidden: Sequence[int], act: str = "relu"):
+    def __init__(
+        self,
+        features: int,
+        elementwise: Affine | RationalQuadraticSpline,
+        hidden: Sequence[int],
+        act: str = "relu",
+    ) -> None:
         super().__init__()
         if features < 2:
             raise ValueError("a coupling layer needs at least two features")
@@ -41,14 +51,14 @@ class Coupling(Bijection):
         nn.init.zeros_(self.conditioner[-1].weight)
         nn.init.zeros_(self.conditioner[-1].bias)
 
-    def _theta(self, xa):
+    def _theta(self, xa: torch.Tensor) -> torch.Tensor:
         return self.conditioner(xa).unflatten(-1, (self.transformed, self.elementwise.num_params))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xa, xb = x[:, : self.split], x[:, self.split :]
         zb, ladj = self.elementwise.forward(xb, self._theta(xa))
         return torch.cat([xa, zb], -1), ladj
 
-    def inverse(self, z):
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
         za, zb = z[:, : self.split], z[:, self.split :]
         return torch.cat([za, self.elementwise.inverse(zb, self._theta(za))], -1)

@@ -23,7 +23,7 @@ class Affine:
 
     num_params = 2
 
-    def __init__(self, max_log_scale: float = 3.0):
+    def __init__(self, max_log_scale: float = 3.0) -> None:
         self.max_log_scale = max_log_scale
 
     def _scale_shift(self, theta: Tensor) -> tuple[Tensor, Tensor]:
@@ -57,7 +57,7 @@ class RationalQuadraticSpline:
 
     def __init__(
         self, bins: int = 8, bound: float = 5.0, min_bin: float = 1e-3, min_derivative: float = 1e-3
-    ):
+    ) -> None:
         self.bins = bins
         self.bound = bound
         self.min_bin = min_bin

@@ -11,21 +11,26 @@ Dinh et al. 2017, "Density estimation using Real NVP" (squeezing, section 3.6).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from probgen.flows.core import Bijection
 
+if TYPE_CHECKING:
+    from probgen.flows.elementwise import Affine, RationalQuadraticSpline
+
 
 class Squeeze(Bijection):
     """``(N, C, H, W) -> (N, 4C, H/2, W/2)``: each 2x2 patch becomes 4 channels; ``ladj = 0``."""
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, c, h, w = x.shape
         z = x.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
         return z.reshape(n, 4 * c, h // 2, w // 2), x.new_zeros(n)
 
-    def inverse(self, z):
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
         n, c4, h, w = z.shape
         x = z.reshape(n, c4 // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
         return x.reshape(n, c4 // 4, 2 * h, 2 * w)
@@ -39,7 +44,9 @@ class ConvCoupling(Bijection):
     applied at every pixel of ``x_b``; ``log|det|`` sums ``log g'`` over those pixels.
     """
 
-    def __init__(self, channels: int, elementwise, hidden: int):
+    def __init__(
+        self, channels: int, elementwise: Affine | RationalQuadraticSpline, hidden: int
+    ) -> None:
         super().__init__()
         if channels < 2:
             raise ValueError("a channel coupling needs at least two channels")
@@ -57,17 +64,17 @@ class ConvCoupling(Bijection):
             out,
         )
 
-    def _theta(self, xa):
+    def _theta(self, xa: torch.Tensor) -> torch.Tensor:
         # (N, C_b * P, H, W) -> (N, C_b * H * W, P), matching x_b flattened per example
         theta = self.conditioner(xa).unflatten(1, (self.transformed, -1))
         return theta.movedim(2, -1).flatten(1, -2)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xa, xb = x[:, : self.split], x[:, self.split :]
         zb, ladj = self.elementwise.forward(xb.flatten(1), self._theta(xa))
         return torch.cat([xa, zb.reshape(xb.shape)], 1), ladj
 
-    def inverse(self, z):
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
         za, zb = z[:, : self.split], z[:, self.split :]
         xb = self.elementwise.inverse(zb.flatten(1), self._theta(za))
         return torch.cat([za, xb.reshape(zb.shape)], 1)

@@ -28,7 +28,7 @@ def _channel_view(v: Tensor, x: Tensor) -> Tensor:
 class Permutation(Bijection):
     """``z = x[:, perm]``: a fixed reordering of coordinates, ``log|det| = 0``."""
 
-    def __init__(self, perm: Tensor):
+    def __init__(self, perm: Tensor) -> None:
         super().__init__()
         self.register_buffer("perm", perm.long())
         self.register_buffer("inverse_perm", torch.argsort(perm).long())
@@ -41,10 +41,10 @@ class Permutation(Bijection):
     def random(cls, features: int, generator: torch.Generator | None = None) -> Permutation:
         return cls(torch.randperm(features, generator=generator))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return x[:, self.perm], x.new_zeros(x.shape[0])
 
-    def inverse(self, z):
+    def inverse(self, z: Tensor) -> Tensor:
         return z[:, self.inverse_perm]
 
 
@@ -66,7 +66,7 @@ class LULinear(Bijection):
         perm: Tensor | None = None,
         init: str = "identity",
         generator: torch.Generator | None = None,
-    ):
+    ) -> None:
         super().__init__()
         eye = torch.eye(features)
         if init == "orthogonal":
@@ -96,7 +96,7 @@ class LULinear(Bijection):
         lower, upper = self._factors()
         return self.p @ lower @ upper
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         w = self.weight()
         if x.dim() == 2:
             z = F.linear(x, w, self.bias)
@@ -105,7 +105,7 @@ class LULinear(Bijection):
         ladj = self.log_diag.sum() * _pixels(x)
         return z, ladj.expand(x.shape[0])
 
-    def inverse(self, z):
+    def inverse(self, z: Tensor) -> Tensor:
         lower, upper = self._factors()
         channels_last = z.movedim(1, -1) - self.bias
         # W^{-1} r = U^{-1} L^{-1} P^T r, by two triangular solves
@@ -126,7 +126,7 @@ class ActNorm(Bijection):
     References: Kingma & Dhariwal 2018, "Glow" (section 3.1).
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.shift = nn.Parameter(torch.zeros(channels))
         self.log_scale = nn.Parameter(torch.zeros(channels))
@@ -144,13 +144,13 @@ class ActNorm(Bijection):
                 p.div_(torch.distributed.get_world_size())
         self.initialized.fill_(True)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.training and not self.initialized:
             self._initialize(x)
         z = (x - _channel_view(self.shift, x)) * _channel_view(self.log_scale.exp(), x)
         return z, (self.log_scale.sum() * _pixels(x)).expand(x.shape[0])
 
-    def inverse(self, z):
+    def inverse(self, z: Tensor) -> Tensor:
         return z * _channel_view(torch.exp(-self.log_scale), z) + _channel_view(self.shift, z)
 
 
@@ -165,7 +165,7 @@ class BatchNorm(Bijection):
     (section 3.4).
     """
 
-    def __init__(self, channels: int, momentum: float = 0.05, eps: float = 1e-5):
+    def __init__(self, channels: int, momentum: float = 0.05, eps: float = 1e-5) -> None:
         super().__init__()
         self.momentum, self.eps = momentum, eps
         self.log_gamma = nn.Parameter(torch.zeros(channels))
@@ -173,7 +173,7 @@ class BatchNorm(Bijection):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.training:
             per_channel = x.movedim(1, -1).reshape(-1, x.shape[1])
             mean, var = per_channel.mean(0), per_channel.var(0, unbiased=False)
@@ -187,7 +187,7 @@ class BatchNorm(Bijection):
         z = z + _channel_view(self.beta, x)
         return z, (log_scale.sum() * _pixels(x)).expand(x.shape[0])
 
-    def inverse(self, z):
+    def inverse(self, z: Tensor) -> Tensor:
         log_scale = self.log_gamma - 0.5 * torch.log(self.running_var + self.eps)
         x = (z - _channel_view(self.beta, z)) * _channel_view(torch.exp(-log_scale), z)
         return x + _channel_view(self.running_mean, z)

@@ -23,20 +23,20 @@ class Logit(Bijection):
     References: Dinh et al. 2017, "Density estimation using Real NVP" (section 4.1).
     """
 
-    def __init__(self, low: float, high: float, alpha: float = 0.05):
+    def __init__(self, low: float, high: float, alpha: float = 0.05) -> None:
         super().__init__()
         if not 0 <= alpha < 0.5:
             raise ValueError("the logit margin alpha must lie in [0, 0.5)")
         self.low, self.high, self.alpha = float(low), float(high), float(alpha)
         self.log_slope = math.log((1 - 2 * self.alpha) / (self.high - self.low))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.alpha + (1 - 2 * self.alpha) * (x - self.low) / (self.high - self.low)
         z = torch.log(p) - torch.log1p(-p)
         # -log p - log(1 - p) == softplus(z) + softplus(-z), which stays finite in float32
         ladj = self.log_slope + F.softplus(z) + F.softplus(-z)
         return z, ladj.flatten(1).sum(-1)
 
-    def inverse(self, z):
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(z)
         return self.low + (p - self.alpha) / (1 - 2 * self.alpha) * (self.high - self.low)

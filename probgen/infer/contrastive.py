@@ -81,7 +81,9 @@ def contrastive_divergence_loss(
     return gap + l2_weight * (energy_pos.pow(2).mean() + energy_neg.pow(2).mean())
 
 
-def kernel_density_log_prob(z: torch.Tensor, centres: torch.Tensor, bandwidth: torch.Tensor):
+def kernel_density_log_prob(
+    z: torch.Tensor, centres: torch.Tensor, bandwidth: torch.Tensor
+) -> torch.Tensor:
     """``log q(z)`` of the Gaussian kernel density ``q = 1/M sum_j N(centres_j, diag(h^2))``.
 
     Args:
@@ -157,7 +159,7 @@ class ReplayBuffer(nn.Module):
         Tieleman 2008; Du & Mordatch 2019 (replay buffer with 5% re-initialisation).
     """
 
-    def __init__(self, capacity: int, event_shape: tuple[int, ...], reinit_fraction: float):
+    def __init__(self, capacity: int, event_shape: tuple[int, ...], reinit_fraction: float) -> None:
         super().__init__()
         if capacity < 1 or not 0.0 <= reinit_fraction <= 1.0:
             raise ValueError("need capacity >= 1 and 0 <= reinit_fraction <= 1")
@@ -214,7 +216,7 @@ class ContrastiveSampler(nn.Module):
         buffer_size: int = 10000,
         reinit_fraction: float = 0.05,
         data_jumps: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         if chains not in CHAIN_STARTS:
             raise ValueError(f"unknown chains {chains!r}; choose from {', '.join(CHAIN_STARTS)}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from pyro.infer.autoguide.initialization import init_to_uniform
@@ -122,7 +123,7 @@ def _log_prob_and_grad(
 
 
 def _mala_log_proposal(
-    to: torch.Tensor, frm: torch.Tensor, grad_frm: torch.Tensor, step_size
+    to: torch.Tensor, frm: torch.Tensor, grad_frm: torch.Tensor, step_size: float | torch.Tensor
 ) -> torch.Tensor:
     """``log q(to | frm)`` up to a constant, ``q = N(frm + h grad log p(frm), 2h I)``."""
     return -((to - frm - step_size * grad_frm) ** 2 / (4 * step_size)).flatten(1).sum(1)
@@ -248,7 +249,7 @@ class _LangevinKernel(MCMCKernel):
         transforms: dict | None = None,
         max_plate_nesting: int | None = None,
         init_strategy: Callable = init_to_uniform,
-    ):
+    ) -> None:
         given = [a is not None for a in (model, potential_fn, score_fn)]
         if sum(given) != 1:
             raise ValueError("give exactly one of model, potential_fn or score_fn")
@@ -278,7 +279,7 @@ class _LangevinKernel(MCMCKernel):
     def initial_params(self, params: Params | None) -> None:
         self._initial_params = params
 
-    def setup(self, warmup_steps: int, *args, **kwargs) -> None:
+    def setup(self, warmup_steps: int, *args: Any, **kwargs: Any) -> None:
         self._reset()
         self._warmup_steps = warmup_steps
         if self.model is not None:
@@ -388,7 +389,7 @@ class MALA(_LangevinKernel):
         transforms: dict | None = None,
         max_plate_nesting: int | None = None,
         init_strategy: Callable = init_to_uniform,
-    ):
+    ) -> None:
         self.adapt_step_size = adapt_step_size
         self.target_accept_prob = target_accept_prob
         self.max_energy_increase = max_energy_increase
@@ -478,7 +479,7 @@ class AnnealedLangevin(_LangevinKernel):
         transforms: dict | None = None,
         max_plate_nesting: int | None = None,
         init_strategy: Callable = init_to_uniform,
-    ):
+    ) -> None:
         self.sigmas = [float(s) for s in sigmas]
         if not self.sigmas:
             raise ValueError("give the noise ladder sigmas")

@@ -73,7 +73,12 @@ class ScoreSDE:
         std = _expand(self.std(t), x0)
         return _expand(self.mean_scale(t), x0) * x0 + std * noise, std
 
-    def prior_sample(self, shape, like: torch.Tensor, generator=None) -> torch.Tensor:
+    def prior_sample(
+        self,
+        shape: torch.Size | tuple[int, ...],
+        like: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         noise = torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
         return self.prior_std() * noise
 
@@ -100,7 +105,7 @@ class VESDE(ScoreSDE):
     ``N(0, s_max^2 I)``.
     """
 
-    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0) -> None:
         self.sigma_min = float(sigma_min)
         self.sigma_max = float(sigma_max)
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
@@ -108,19 +113,19 @@ class VESDE(ScoreSDE):
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         return self.sigma_min * torch.exp(t * self._log_ratio)
 
-    def drift_coefficient(self, t):
+    def drift_coefficient(self, t: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(t)
 
-    def diffusion_squared(self, t):
+    def diffusion_squared(self, t: torch.Tensor) -> torch.Tensor:
         return 2 * self.sigma(t) ** 2 * self._log_ratio
 
-    def mean_scale(self, t):
+    def mean_scale(self, t: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(t)
 
-    def std(self, t):
+    def std(self, t: torch.Tensor) -> torch.Tensor:
         return self.sigma(t)
 
-    def prior_std(self):
+    def prior_std(self) -> float:
         return self.sigma_max
 
 
@@ -131,29 +136,29 @@ class VPSDE(ScoreSDE):
     ``s(t)^2 = 1 - exp(-B)``; the continuous limit of DDPM. The prior is ``N(0, I)``.
     """
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
         self.beta_min = float(beta_min)
         self.beta_max = float(beta_max)
 
-    def beta(self, t):
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min + t * (self.beta_max - self.beta_min)
 
-    def integrated_beta(self, t):
+    def integrated_beta(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
-    def drift_coefficient(self, t):
+    def drift_coefficient(self, t: torch.Tensor) -> torch.Tensor:
         return -0.5 * self.beta(t)
 
-    def diffusion_squared(self, t):
+    def diffusion_squared(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta(t)
 
-    def mean_scale(self, t):
+    def mean_scale(self, t: torch.Tensor) -> torch.Tensor:
         return torch.exp(-0.5 * self.integrated_beta(t))
 
-    def std(self, t):
+    def std(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(-torch.expm1(-self.integrated_beta(t)))
 
-    def prior_std(self):
+    def prior_std(self) -> float:
         return 1.0
 
 
@@ -164,10 +169,10 @@ class SubVPSDE(VPSDE):
     gives better likelihoods (Song et al. 2021, section 3.4).
     """
 
-    def diffusion_squared(self, t):
+    def diffusion_squared(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta(t) * -torch.expm1(-2 * self.integrated_beta(t))
 
-    def std(self, t):
+    def std(self, t: torch.Tensor) -> torch.Tensor:
         return -torch.expm1(-self.integrated_beta(t))
 
 
@@ -219,11 +224,17 @@ def pc_sample(
     return mean if denoise else x
 
 
-def _randn(x: torch.Tensor, generator) -> torch.Tensor:
+def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def _rk4(velocity, y, t0: float, t1: float, n_steps: int):
+def _rk4(
+    velocity: Callable[[tuple[torch.Tensor, ...], float], tuple[torch.Tensor, ...]],
+    y: tuple[torch.Tensor, ...],
+    t0: float,
+    t1: float,
+    n_steps: int,
+) -> tuple[torch.Tensor, ...]:
     """Classical fourth-order Runge-Kutta with ``n_steps`` equal steps from ``t0`` to ``t1``."""
     h = (t1 - t0) / n_steps
     for i in range(n_steps):
@@ -249,7 +260,7 @@ def ode_sample(
         Song et al. 2021, section 4.3.
     """
 
-    def velocity(y, t):
+    def velocity(y: tuple[torch.Tensor, ...], t: float) -> tuple[torch.Tensor, ...]:
         (x,) = y
         times = x.new_full((x.shape[0],), t)
         return (sde.ode_drift(x, times, score_fn(x, times).detach()),)
@@ -317,11 +328,11 @@ def ode_log_prob(
         probe = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
         probe = probe.to(x.dtype) * 2 - 1
 
-    def velocity(y, t):
+    def velocity(y: tuple[torch.Tensor, ...], t: float) -> tuple[torch.Tensor, torch.Tensor]:
         z, _ = y
         times = z.new_full((z.shape[0],), t)
 
-        def v(z):
+        def v(z: torch.Tensor) -> torch.Tensor:
             return sde.ode_drift(z, times, score_fn(z, times))
 
         if exact_trace:

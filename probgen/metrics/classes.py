@@ -20,11 +20,15 @@ power of two samples in generative adversarial networks" (the capture rule).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from probgen.errors import DataError
 from probgen.metrics._arrays import as_float64_tensor
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 FAIR_SHARE_FRACTION = 0.2
 
@@ -38,7 +42,7 @@ class ClassStatistics:
     histogram: tuple[int, ...]
 
 
-def class_statistics(probabilities, min_count: float | None = None) -> ClassStatistics:
+def class_statistics(probabilities: ArrayLike, min_count: float | None = None) -> ClassStatistics:
     """Confidence and classes covered of class probabilities ``(N, K)`` (rows sum to 1).
 
     ``min_count`` overrides the threshold ``0.2 * N / K`` of predictions a class needs to count.

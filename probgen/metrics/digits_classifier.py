@@ -27,7 +27,7 @@ MAX_INTENSITY = 16.0
 class DigitsClassifier(nn.Module):
     """Conv(32) - Conv(64) - pool - Conv(64) - pool - Linear(64) - Linear(10) on 8x8 digits."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1),

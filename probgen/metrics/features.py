@@ -24,14 +24,19 @@ file (the standard ``pt_inception-2015-12-05-6726825d.pth`` of pytorch-fid / tor
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from probgen.errors import ConfigError, DataError
 from probgen.metrics.digits_classifier import load_digits_classifier
 from probgen.metrics.mnist_classifier import load_mnist_classifier
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
 
 FEATURE_SPECS = ("digits", "mnist", "pixels", "inception:PATH", "module:callable")
 BATCH_SIZE = 500
@@ -44,13 +49,13 @@ PIXEL_FALLBACK = (
 )
 
 
-def default_feature_for(event_shape) -> str:
+def default_feature_for(event_shape: Sequence[int]) -> str:
     """The feature spec for images of ``event_shape`` ``(C, H, W)``: ``"digits"`` for
     ``(1, 8, 8)``, ``"mnist"`` for ``(1, 28, 28)``, else ``"pixels"`` (:data:`PIXEL_FALLBACK`)."""
     return SHIPPED_FEATURES.get(tuple(int(d) for d in event_shape), "pixels")
 
 
-def _as_images(images) -> torch.Tensor:
+def _as_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     x = torch.as_tensor(images).detach().to(torch.float32)
     if x.ndim != 4:
         raise DataError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
@@ -63,11 +68,11 @@ class FeatureExtractor:
     name = "base"
     has_probabilities = False
 
-    def features(self, images) -> torch.Tensor:
+    def features(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Float features ``(N, d)``."""
         raise NotImplementedError
 
-    def probabilities(self, images) -> torch.Tensor:
+    def probabilities(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(N, classes)``; only where :attr:`has_probabilities`."""
         raise ConfigError(f"feature extractor {self.name!r} gives no class probabilities")
 
@@ -77,7 +82,7 @@ class PixelFeatures(FeatureExtractor):
 
     name = "pixels"
 
-    def features(self, images) -> torch.Tensor:
+    def features(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = _as_images(images)
         return x.reshape(x.shape[0], -1)
 
@@ -90,12 +95,12 @@ class NetworkFeatures(FeatureExtractor):
 
     has_probabilities = True
 
-    def __init__(self, name: str, run: Callable, device: torch.device | str = "cpu"):
+    def __init__(self, name: str, run: Callable, device: torch.device | str = "cpu") -> None:
         self.name = name
         self.run = run
         self.device = torch.device(device)
 
-    def _outputs(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+    def _outputs(self, images: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = _as_images(images)
         feats, logits = [], []
         with torch.no_grad():
@@ -105,17 +110,19 @@ class NetworkFeatures(FeatureExtractor):
                 logits.append(lg.cpu())
         return torch.cat(feats), torch.cat(logits)
 
-    def features(self, images) -> torch.Tensor:
+    def features(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         return self._outputs(images)[0]
 
-    def probabilities(self, images) -> torch.Tensor:
+    def probabilities(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         return self._outputs(images)[1].to(torch.float64).softmax(1)
 
 
-def _classifier_features(name: str, model, device) -> NetworkFeatures:
+def _classifier_features(
+    name: str, model: nn.Module, device: torch.device | str
+) -> NetworkFeatures:
     """A shipped classifier's penultimate ``features`` and the logits of its ``head``."""
 
-    def run(x):
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = model.features(x)
         return f, model.head(f)
 
@@ -160,7 +167,7 @@ def inception_features(
     ).to(device)
     low, high = value_range
 
-    def run(x):
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = ((x - low) / (high - low) * 255.0).round().clamp(0, 255).to(torch.uint8)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
@@ -173,7 +180,7 @@ def inception_features(
 class CallableFeatures(FeatureExtractor):
     """A user's ``module:callable``; it receives float32 images ``(N, C, H, W)`` in data units."""
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str) -> None:
         module_name, _, attr = spec.partition(":")
         try:
             self.fn = getattr(importlib.import_module(module_name), attr)
@@ -183,7 +190,7 @@ class CallableFeatures(FeatureExtractor):
             raise ConfigError(f"feature extractor {spec!r} is not callable")
         self.name = spec
 
-    def features(self, images) -> torch.Tensor:
+    def features(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         out = torch.as_tensor(self.fn(_as_images(images))).detach()
         if out.ndim != 2:
             raise DataError(f"feature extractor {self.name!r} returned shape {tuple(out.shape)}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
@@ -31,6 +32,9 @@ import torch
 
 from probgen.errors import DataError
 from probgen.metrics._arrays import as_float64_tensor
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def _gram(x: torch.Tensor, block: int = 512) -> torch.Tensor:
     return out
 
 
-def mean_and_covariance(features) -> tuple[torch.Tensor, torch.Tensor]:
+def mean_and_covariance(features: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
     """Float64 mean ``(d,)`` and unbiased covariance ``(d, d)`` of ``features`` ``(N, d)``."""
     x = as_float64_tensor(features, "features", ndim=2)
     if x.shape[0] < 2:
@@ -86,7 +90,7 @@ def _trace_sqrt_eigh(s1: torch.Tensor, s2: torch.Tensor) -> float:
     return _sum_sqrt_eigenvalues(v * lam.clamp_min(0.0).sqrt(), s2)
 
 
-def trace_sqrt_product(sigma1, sigma2) -> float:
+def trace_sqrt_product(sigma1: ArrayLike, sigma2: ArrayLike) -> float:
     """``Tr((S1 S2)^{1/2})`` for symmetric positive semi-definite ``S1``, ``S2``."""
     s1 = as_float64_tensor(sigma1, "sigma1", ndim=2)
     s2 = as_float64_tensor(sigma2, "sigma2", ndim=2).to(s1.device)
@@ -98,7 +102,7 @@ def trace_sqrt_product(sigma1, sigma2) -> float:
     return float(np.trace(scipy.linalg.sqrtm(product)).real)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:
     """``||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^{1/2})`` between two Gaussians, in float64."""
     m1 = as_float64_tensor(mu1, "mu1", ndim=1)
     m2 = as_float64_tensor(mu2, "mu2", ndim=1).to(m1.device)
@@ -113,7 +117,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return mean_term + float(s1.trace() + s2.trace()) - 2.0 * trace_sqrt_product(s1, s2)
 
 
-def fid(features_a, features_b) -> FIDResult:
+def fid(features_a: ArrayLike, features_b: ArrayLike) -> FIDResult:
     """Fréchet distance between Gaussians fitted to ``features_a`` ``(N_a, d)`` and ``features_b``.
 
     Warns when either N is not larger than ``d``: the covariance is then singular and the value

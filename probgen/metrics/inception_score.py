@@ -14,11 +14,15 @@ References: Salimans et al. 2016, "Improved Techniques for Training GANs"; Barra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from probgen.errors import DataError
 from probgen.metrics._arrays import as_float64_tensor
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,7 @@ class InceptionScoreResult:
     splits: int
 
 
-def inception_score(probabilities, splits: int = 10) -> InceptionScoreResult:
+def inception_score(probabilities: ArrayLike, splits: int = 10) -> InceptionScoreResult:
     """IS of class probabilities ``(N, C)`` (rows sum to 1) over ``splits`` chunks, in order."""
     p = as_float64_tensor(probabilities, "probabilities", ndim=2)
     if p.shape[0] < splits:

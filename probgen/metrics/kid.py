@@ -14,11 +14,15 @@ References: Bińkowski et al. 2018, "Demystifying MMD GANs".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from probgen.errors import DataError
 from probgen.metrics._arrays import as_float64_tensor
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,8 @@ def polynomial_mmd2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def kid(
-    features_a,
-    features_b,
+    features_a: ArrayLike,
+    features_b: ArrayLike,
     num_subsets: int = 100,
     subset_size: int = 1000,
     seed: int = 0,

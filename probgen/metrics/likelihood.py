@@ -15,12 +15,16 @@ References: Theis et al. 2016, "A note on the evaluation of generative models".
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from probgen.errors import DataError
 from probgen.metrics._arrays import as_float64
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
-def likelihood_summary(log_likelihoods, dim: int) -> dict[str, float]:
+
+def likelihood_summary(log_likelihoods: ArrayLike, dim: int) -> dict[str, float]:
     """``dict(nll, nll_se, bits_per_dim, bits_per_dim_se)`` from per-example ``log_likelihoods``."""
     ll = as_float64(log_likelihoods, "log_likelihoods", ndim=1)
     if ll.size < 2:

@@ -27,10 +27,14 @@ van den Burg & Williams 2021, "On Memorization in Probabilistic Deep Generative 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from probgen.errors import DataError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 COPYING_THRESHOLD = 0.6
 COPIED_QUANTILE = 0.01
@@ -52,7 +56,7 @@ class MemorisationResult:
         return self.ratio < COPYING_THRESHOLD
 
 
-def _flat(x, name: str) -> torch.Tensor:
+def _flat(x: ArrayLike, name: str) -> torch.Tensor:
     """``x`` as ``(N, D)`` float (float32 kept, anything else float64), checked to be finite."""
     t = torch.as_tensor(x).detach()
     if t.dtype != torch.float32:
@@ -64,7 +68,9 @@ def _flat(x, name: str) -> torch.Tensor:
     return t.reshape(t.shape[0], -1)
 
 
-def nearest_distances(queries, reference, block_size: int = BLOCK_SIZE) -> torch.Tensor:
+def nearest_distances(
+    queries: ArrayLike, reference: ArrayLike, block_size: int = BLOCK_SIZE
+) -> torch.Tensor:
     """``min_j ||queries_i - reference_j||_2`` for each row of ``queries`` ``(n, D)``, as
     float64 ``(n,)``; ``reference`` is ``(m, D)`` (float32 is kept as it is, not copied)."""
     q = _flat(queries, "queries")
@@ -88,9 +94,9 @@ def nearest_distances(queries, reference, block_size: int = BLOCK_SIZE) -> torch
 
 
 def memorisation(
-    samples,
-    train,
-    test,
+    samples: ArrayLike,
+    train: ArrayLike,
+    test: ArrayLike,
     value_range: tuple[float, float] | None = None,
     block_size: int = BLOCK_SIZE,
 ) -> MemorisationResult:

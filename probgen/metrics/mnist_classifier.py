@@ -11,6 +11,7 @@ classes covered. The weights load from the package; nothing is downloaded.
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -18,6 +19,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from probgen.errors import DataError
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
 
 WEIGHTS_FILE = "mnist_classifier.safetensors"
 FEATURE_DIM = 64
@@ -29,7 +33,7 @@ SIDE = 28
 class MnistClassifier(nn.Module):
     """Conv(32) - pool - Conv(64) - pool - Conv(64) - pool - Linear(64) - Linear(10), 28x28."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1),
@@ -69,7 +73,7 @@ class MnistClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def _weights_path():
+def _weights_path() -> Traversable:
     return resources.files("probgen.metrics") / "weights" / WEIGHTS_FILE
 
 

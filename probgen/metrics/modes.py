@@ -17,15 +17,21 @@ adversarial networks".
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from probgen.metrics._arrays import as_float64
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 FAIR_SHARE_FRACTION = 0.2
 
 
-def mode_statistics(samples, centres, std: float, min_count: float | None = None) -> dict:
+def mode_statistics(
+    samples: ArrayLike, centres: ArrayLike, std: float, min_count: float | None = None
+) -> dict:
     """Modes captured, high-quality fraction and reverse KL of ``samples`` (N, D) vs ``centres``.
 
     Returns ``dict(modes=int, high_quality=float, reverse_kl=float)``; ``reverse_kl`` is NaN when

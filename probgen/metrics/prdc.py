@@ -20,10 +20,15 @@ Models".
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from probgen.errors import DataError
 from probgen.metrics._arrays import as_float64_tensor
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 def _distances(x: torch.Tensor, y: torch.Tensor, y_sq: torch.Tensor) -> torch.Tensor:
@@ -45,7 +50,7 @@ def knn_radii(x: torch.Tensor, k: int, block_size: int = 1024) -> torch.Tensor:
 
 
 def precision_recall_density_coverage(
-    real_features, fake_features, k: int = 3, block_size: int = 1024
+    real_features: ArrayLike, fake_features: ArrayLike, k: int = 3, block_size: int = 1024
 ) -> dict[str, float]:
     """``dict(precision, recall, density, coverage)`` of fake vs real features ``(N, d)``."""
     real = as_float64_tensor(real_features, "real features", ndim=2)

@@ -23,16 +23,22 @@ Radon Wasserstein Barycenters of Measures".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import torch
 
 from probgen.errors import DataError
 from probgen.metrics._arrays import as_float64_tensor
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 BANDWIDTH_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 MEDIAN_SUBSET = 1000
 
 
-def _pair(samples, reference) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(samples: ArrayLike, reference: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
     a = as_float64_tensor(samples, "samples", ndim=2)
     b = as_float64_tensor(reference, "reference", ndim=2).to(a.device)
     if a.shape[1] != b.shape[1]:
@@ -52,7 +58,13 @@ def median_distance(x: torch.Tensor, seed: int = 0) -> float:
     return float(d[i, j].median())
 
 
-def _kernel_sum(x, y, bandwidths, block_size, exclude_diagonal):
+def _kernel_sum(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    bandwidths: Sequence[float],
+    block_size: int,
+    exclude_diagonal: bool,
+) -> torch.Tensor:
     total = x.new_zeros(())
     y_sq = (y * y).sum(1)
     for start in range(0, x.shape[0], block_size):
@@ -64,7 +76,9 @@ def _kernel_sum(x, y, bandwidths, block_size, exclude_diagonal):
     return total
 
 
-def mmd(samples, reference, bandwidth: float | None = None, block_size: int = 2048) -> float:
+def mmd(
+    samples: ArrayLike, reference: ArrayLike, bandwidth: float | None = None, block_size: int = 2048
+) -> float:
     """Unbiased squared MMD between ``samples`` ``(n, D)`` and ``reference`` ``(m, D)``.
 
     ``bandwidth`` is ``h`` above, by default the median pairwise distance of ``reference``.
@@ -99,7 +113,9 @@ def wasserstein_1d_squared(a_sorted: torch.Tensor, b_sorted: torch.Tensor) -> to
     return ((a_sorted[:, ia] - b_sorted[:, ib]).square() * widths).sum(1)
 
 
-def sliced_wasserstein(samples, reference, num_projections: int = 256, seed: int = 0) -> float:
+def sliced_wasserstein(
+    samples: ArrayLike, reference: ArrayLike, num_projections: int = 256, seed: int = 0
+) -> float:
     """Sliced 2-Wasserstein distance between ``samples`` ``(n, D)`` and ``reference`` ``(m, D)``."""
     a, b = _pair(samples, reference)
     gen = torch.Generator().manual_seed(seed)

@@ -12,16 +12,21 @@ comparative study".
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch.nn.functional as F
 
 from probgen.errors import DataError
 from probgen.metrics._arrays import as_float64_tensor
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 LAPLACIAN = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
 
 
-def laplacian_variance(images) -> np.ndarray:
+def laplacian_variance(images: ArrayLike) -> np.ndarray:
     """Variance of the Laplacian of each image in ``images`` ``(N, C, H, W)``, shape ``(N,)``."""
     x = as_float64_tensor(images, "images", ndim=4)
     n, c, h, w = x.shape
@@ -32,6 +37,6 @@ def laplacian_variance(images) -> np.ndarray:
     return lap.reshape(n, -1).var(1, unbiased=False).cpu().numpy()
 
 
-def sharpness(images) -> float:
+def sharpness(images: ArrayLike) -> float:
     """Mean over images of :func:`laplacian_variance`."""
     return float(laplacian_variance(images).mean())

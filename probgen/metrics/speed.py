@@ -16,7 +16,7 @@ import torch
 from probgen.errors import ConfigError
 
 
-def _synchronize(out) -> None:
+def _synchronize(out: object) -> None:
     if isinstance(out, torch.Tensor) and out.is_cuda:
         torch.cuda.synchronize(out.device)
 

@@ -18,6 +18,9 @@ FID's bias depends on it). KID uses subsets of min(1000, N) in 100 draws; IS 10 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import torch
 
 from probgen.errors import ConfigError, DataError
@@ -31,6 +34,11 @@ from probgen.metrics.modes import mode_statistics
 from probgen.metrics.prdc import precision_recall_density_coverage
 from probgen.metrics.sample_distances import mmd, sliced_wasserstein
 from probgen.metrics.sharpness import sharpness
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from probgen.metrics.features import FeatureExtractor
 
 PRDC_METRICS = ("precision", "recall", "density", "coverage")
 MODE_METRICS = ("modes", "high_quality", "reverse_kl")
@@ -48,14 +56,20 @@ IMAGE_METRICS = (
 SAMPLE_METRICS = tuple(dict.fromkeys(VECTOR_METRICS + IMAGE_METRICS))
 
 
-def _as_tensor(x, name: str) -> torch.Tensor:
+def _as_tensor(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
     t = torch.as_tensor(x).detach().to(torch.float64)
     if not bool(torch.isfinite(t).all()):
         raise DataError(f"{name} contain NaN or infinite values")
     return t
 
 
-def _chosen(metrics, kind: str, mixture, has_probabilities: bool, has_train: bool) -> list[str]:
+def _chosen(
+    metrics: Sequence[str] | None,
+    kind: str,
+    mixture: tuple | None,
+    has_probabilities: bool,
+    has_train: bool,
+) -> list[str]:
     valid = VECTOR_METRICS if kind == "vector" else IMAGE_METRICS
     if metrics is None:
         skipped = set()
@@ -80,7 +94,9 @@ def _chosen(metrics, kind: str, mixture, has_probabilities: bool, has_train: boo
     return names
 
 
-def _vector_metrics(names, x, ref, mixture, seed) -> dict[str, float]:
+def _vector_metrics(
+    names: list[str], x: torch.Tensor, ref: torch.Tensor, mixture: tuple | None, seed: int
+) -> dict[str, float]:
     out = {}
     if "mmd" in names:
         out["mmd"] = mmd(x, ref)
@@ -93,7 +109,16 @@ def _vector_metrics(names, x, ref, mixture, seed) -> dict[str, float]:
     return out
 
 
-def _image_metrics(names, x, ref, features, extractor, seed, train, value_range) -> dict:
+def _image_metrics(
+    names: list[str],
+    x: torch.Tensor,
+    ref: torch.Tensor,
+    features: tuple[torch.Tensor, torch.Tensor] | None,
+    extractor: FeatureExtractor | None,
+    seed: int,
+    train: torch.Tensor | None,
+    value_range: tuple[float, float] | None,
+) -> dict:
     out = {}
     if "fid" in names:
         out["fid"] = fid(*features).value
@@ -120,16 +145,16 @@ def _image_metrics(names, x, ref, features, extractor, seed, train, value_range)
 
 
 def evaluate_samples(
-    samples,
-    reference,
+    samples: np.ndarray | torch.Tensor,
+    reference: np.ndarray | torch.Tensor,
     *,
     kind: str,
-    metrics=None,
+    metrics: Sequence[str] | None = None,
     feature: str = "digits",
     mixture: tuple | None = None,
     seed: int = 0,
     value_range: tuple[float, float] | None = None,
-    train=None,
+    train: np.ndarray | torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Metrics of ``samples`` against ``reference``, both in data units, as ``{name: value}``.
 

@@ -18,13 +18,17 @@ to model space is attached as ``model.preprocessor`` and stored with the run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
 from pyro.nn import PyroModule
 
 from probgen.data.preprocess import Identity, Preprocessor
+
+if TYPE_CHECKING:
+    from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 
 @dataclass(frozen=True)
@@ -107,22 +111,22 @@ class GenerativeModel(PyroModule):
     dequantize: ClassVar[bool] = False
     discrete_likelihood: bool = False
 
-    def __init__(self, config, data_info: DataInfo):
+    def __init__(self, config: Any, data_info: DataInfo) -> None:
         super().__init__()
         self.config = config
         self.data_info = data_info
         self.preprocessor: Preprocessor = Identity()
 
     # -- the Pyro program(s) ---------------------------------------------------------------
-    def model(self, x=None, y=None):
+    def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> Any:
         """The generative Pyro program; ``model()`` with no data draws from the prior."""
         raise NotImplementedError
 
-    def guide(self, x, y=None):
+    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """The variational Pyro program; models without latents keep this empty guide."""
 
     @classmethod
-    def wants_preprocessing(cls, config) -> bool:
+    def wants_preprocessing(cls, config: Any) -> bool:
         """Whether data reach the model through probgen's fitted preprocessing (standardised
         vectors, rescaled images); a user's Pyro program sees the data's own units instead."""
         return True
@@ -161,7 +165,7 @@ class GenerativeModel(PyroModule):
         optimizer.step()
         return {"loss": loss.detach()}
 
-    def use_distributed_loss(self, module) -> None:
+    def use_distributed_loss(self, module: Callable[..., torch.Tensor]) -> None:
         """Compute ``loss`` through ``module`` (a DDP wrapper) so gradients are all-reduced.
 
         Kept out of the module tree (and so out of ``state_dict``) on purpose.
@@ -181,32 +185,38 @@ class GenerativeModel(PyroModule):
         """
 
     # -- using a fitted model ----------------------------------------------------------------
-    def generate(self, n: int, y=None, sampler: str | None = None, **options) -> torch.Tensor:
+    def generate(
+        self, n: int, y: torch.Tensor | None = None, sampler: str | None = None, **options: Any
+    ) -> torch.Tensor:
         """Draw ``n`` examples in model space, shape ``(n, *event_shape)``."""
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample(self, n: int, y=None, sampler: str | None = None, **options) -> torch.Tensor:
+    def sample(
+        self, n: int, y: torch.Tensor | None = None, sampler: str | None = None, **options: Any
+    ) -> torch.Tensor:
         """Draw ``n`` examples in the data's own units and shape."""
         return self.preprocessor.inverse(self.generate(n, y=y, sampler=sampler, **options))
 
-    def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log-density of model-space ``x``, one value per example (where exact)."""
         raise NotImplementedError
 
-    def elbo(self, x: torch.Tensor, y=None) -> torch.Tensor:
+    def elbo(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """A lower bound on log p(x) per example, in nats, model space (where one exists)."""
         raise NotImplementedError
 
-    def log_marginal(self, x: torch.Tensor, y=None, num_particles: int = 1000) -> torch.Tensor:
+    def log_marginal(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, num_particles: int = 1000
+    ) -> torch.Tensor:
         """Importance-sampled log p(x) per example, model space (where a guide exists)."""
         raise NotImplementedError
 
-    def encode(self, x: torch.Tensor, y=None) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Latent codes of model-space ``x`` (where a latent space exists)."""
         raise NotImplementedError
 
-    def decode(self, z: torch.Tensor, y=None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Model-space data from latent codes (where a latent space exists)."""
         raise NotImplementedError
 
@@ -218,7 +228,7 @@ class GenerativeModel(PyroModule):
         """Draw the chains that fit the model to all of ``x``; returns JSON-ready diagnostics."""
         raise NotImplementedError
 
-    def mcmc_kernel(self, name: str | None = None, **options):
+    def mcmc_kernel(self, name: str | None = None, **options: Any) -> MCMCKernel:
         """A Pyro ``MCMCKernel`` over the model's own density (the EBM, score models)."""
         raise NotImplementedError
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -120,7 +121,7 @@ class EBMConfig:
 class ConvEnergy(nn.Sequential):
     """``(N, C, H, W) -> (N,)``: a 3x3 convolution, stride-2 4x4 convolutions, a linear read-out."""
 
-    def __init__(self, event_shape: tuple[int, ...], channels: tuple[int, ...], act: str):
+    def __init__(self, event_shape: tuple[int, ...], channels: tuple[int, ...], act: str) -> None:
         in_channels, height, width = event_shape
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, channels[0], 3, padding=1),
@@ -157,7 +158,7 @@ class EBM(GenerativeModel):
     samplers = ("langevin", "mala", "hmc", "nuts")
     dequantize = True
 
-    def __init__(self, config: EBMConfig, data_info: DataInfo):
+    def __init__(self, config: EBMConfig, data_info: DataInfo) -> None:
         super().__init__(config, data_info)
         if data_info.kind == "image" and len(data_info.event_shape) != 3:
             raise ConfigError("the EBM's image energy expects (C, H, W) images")
@@ -196,7 +197,9 @@ class EBM(GenerativeModel):
     def _base(self) -> dist.Distribution:
         return dist.Uniform(self.box_low, self.box_high).to_event(len(self.data_info.event_shape))
 
-    def model(self, x=None, y=None, num_particles: int = 1):
+    def model(
+        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_particles: int = 1
+    ) -> torch.Tensor:
         """``x ~ Uniform(box)`` weighted by ``exp(-E(x))``; ``num_particles`` i.i.d. copies.
 
         The site's values are the data when ``x`` is given; HMC/NUTS sample it otherwise.
@@ -308,7 +311,7 @@ class EBM(GenerativeModel):
         self.log_z.copy_(log_z)
         return self.log_z
 
-    def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``log p(x) = -E(x) - log Z`` on the box, ``-inf`` outside (1-D and 2-D vectors)."""
         if not self.has_exact_likelihood:
             raise NotImplementedError(
@@ -333,7 +336,7 @@ class EBM(GenerativeModel):
             return buffer.states[index].clone()
         raise ConfigError(f"unknown init {init!r}; choose noise or buffer")
 
-    def mcmc_kernel(self, name: str | None = None, **options) -> MCMCKernel:
+    def mcmc_kernel(self, name: str | None = None, **options: Any) -> MCMCKernel:
         """An MCMC kernel on :meth:`model`: one of :data:`MCMC_KERNELS` (default ``nuts``).
 
         Pyro's ``hmc`` / ``nuts`` or probgen's ``ula`` / ``mala``, built as
@@ -357,10 +360,10 @@ class EBM(GenerativeModel):
     def generate(
         self,
         n: int,
-        y=None,
+        y: torch.Tensor | None = None,
         sampler: str | None = None,
         steps: int | None = None,
-        **options,
+        **options: Any,
     ) -> torch.Tensor:
         """``n`` draws from ``exp(-E)`` on the box, in model space.
 

@@ -29,6 +29,7 @@ Inference"; Rezende & Mohamed 2015, "Variational Inference with Normalizing Flow
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -139,7 +140,7 @@ class Flow(GenerativeModel):
     image_range = (0.0, 1.0)
     dequantize = True
 
-    def __init__(self, config: FlowConfig, data_info: DataInfo):
+    def __init__(self, config: FlowConfig, data_info: DataInfo) -> None:
         super().__init__(config, data_info)
         check_choice("flow", config.flow, FLOWS)
         check_choice("mixing", config.mixing, MIXINGS)
@@ -166,7 +167,7 @@ class Flow(GenerativeModel):
         base = dist.Normal(self.base_loc, self.base_scale).to_event(1)
         return FlowDistribution(base, self.bijection, tuple(self.data_info.event_shape))
 
-    def model(self, x=None, y=None):
+    def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """``x ~ p_x`` for each example: one ``pyro.sample("x", ...)`` site in a plate."""
         with pyro.plate("data", 1 if x is None else x.shape[0]):
             return pyro.sample("x", self.distribution(), obs=x)
@@ -175,11 +176,18 @@ class Flow(GenerativeModel):
         """Negative mean log-likelihood, ``-1/N sum_n log p_x(x_n)`` (nats per example)."""
         return -self.log_prob(batch.x).mean()
 
-    def log_prob(self, x, y=None):
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact ``log p_x(x)`` per example, in nats, model space."""
         return self.distribution().log_prob(x)
 
-    def generate(self, n, y=None, sampler=None, steps=None, **options):
+    def generate(
+        self,
+        n: int,
+        y: torch.Tensor | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
         """``n`` exact draws ``f^{-1}(z)``, ``z ~ N(0, I)``; a flow has no sampler ``steps``."""
         if sampler not in (None, *self.samplers):
             raise ConfigError(f"unknown sampler {sampler!r} for flow; choose from exact")
@@ -187,10 +195,10 @@ class Flow(GenerativeModel):
             raise ConfigError(f"flow sampling takes no options, got {', '.join(options)}")
         return self.distribution().rsample((n,))
 
-    def encode(self, x, y=None):
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Base-space codes ``z = f(x)``, shape ``(N, D)``."""
         return self.bijection(x)[0]
 
-    def decode(self, z, y=None):
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Model-space data ``x = f^{-1}(z)``, shape ``(N, *event_shape)``."""
         return self.bijection.inverse(z)

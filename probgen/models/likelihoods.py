@@ -25,17 +25,27 @@ class DiscretizedLogistic(TorchDistribution):
     support = constraints.unit_interval
     has_rsample = False
 
-    def __init__(self, loc, log_scale, levels: int, validate_args=None):
+    def __init__(
+        self,
+        loc: torch.Tensor,
+        log_scale: torch.Tensor,
+        levels: int,
+        validate_args: bool | None = None,
+    ) -> None:
         self.loc, self.log_scale = torch.broadcast_tensors(loc, log_scale)
         self.levels = int(levels)
         super().__init__(self.loc.shape, validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None):
+    def expand(
+        self,
+        batch_shape: torch.Size | tuple[int, ...],
+        _instance: DiscretizedLogistic | None = None,
+    ) -> DiscretizedLogistic:
         return DiscretizedLogistic(
             self.loc.expand(batch_shape), self.log_scale.expand(batch_shape), self.levels
         )
 
-    def log_prob(self, value):
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         k = torch.round(value * (self.levels - 1))
         half = 0.5 / (self.levels - 1)
         log_scale = self.log_scale.clamp_min(-7.0)
@@ -53,10 +63,10 @@ class DiscretizedLogistic(TorchDistribution):
         return torch.where(k <= 0, first, torch.where(k >= self.levels - 1, last, interior))
 
     @property
-    def mean(self):
+    def mean(self) -> torch.Tensor:
         return self.loc.clamp(0.0, 1.0)
 
-    def sample(self, sample_shape=torch.Size()):
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         u = torch.rand(shape, device=self.loc.device, dtype=self.loc.dtype).clamp(1e-6, 1 - 1e-6)
         x = self.loc + torch.exp(self.log_scale) * (torch.log(u) - torch.log1p(-u))
@@ -64,8 +74,12 @@ class DiscretizedLogistic(TorchDistribution):
 
 
 def observation(
-    kind: str, params: torch.Tensor, log_scale: torch.Tensor | None, levels, event_dims: int
-):
+    kind: str,
+    params: torch.Tensor,
+    log_scale: torch.Tensor | None,
+    levels: int | None,
+    event_dims: int,
+) -> TorchDistribution:
     """The decoder's distribution with the last ``event_dims`` dimensions as one example.
 
     ``bernoulli`` reads ``params`` as logits (on intensities in [0, 1], so ``validate_args`` is

@@ -31,7 +31,7 @@ def is_builtin(spec: str) -> bool:
     return spec in MODELS
 
 
-def _import_object(target: str):
+def _import_object(target: str) -> Any:
     module_name, _, attr = target.partition(":")
     module = importlib.import_module(module_name)
     return getattr(module, attr)

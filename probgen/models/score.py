@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -61,7 +62,7 @@ class NoiseConditionalScoreNet(nn.Module):
     log-scale ladder); images are flattened, which is enough for 8x8 digits.
     """
 
-    def __init__(self, dim: int, hidden: tuple[int, ...], embedding_dim: int, act: str):
+    def __init__(self, dim: int, hidden: tuple[int, ...], embedding_dim: int, act: str) -> None:
         super().__init__()
         self.embed = SinusoidalEmbedding(embedding_dim, scale=1000.0)
         self.mlp = MLP(dim + embedding_dim, hidden, dim, act=act)
@@ -102,7 +103,7 @@ class ScoreModel(GenerativeModel):
     image_range = (-1.0, 1.0)
     dequantize = True
 
-    def __init__(self, config: Config, data_info: DataInfo):
+    def __init__(self, config: Config, data_info: DataInfo) -> None:
         super().__init__(config, data_info)
         check_choice("sde", config.sde, SAMPLERS)
         if config.objective not in OBJECTIVES:
@@ -198,7 +199,9 @@ class ScoreModel(GenerativeModel):
         return self.ema.module if self.ema is not None else self.net
 
     # -- training ----------------------------------------------------------------------------
-    def _perturb(self, x: torch.Tensor):
+    def _perturb(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         """A random noise level per example: ``(x~, z, sigma or None, t or None, std)``."""
         n = x.shape[0]
         z = torch.randn_like(x)
@@ -227,7 +230,9 @@ class ScoreModel(GenerativeModel):
         per_example = (jvp * v).flatten(1).sum(1) + 0.5 * (s**2).flatten(1).sum(1)
         return (std.flatten(1)[:, 0] ** 2 * per_example).mean()
 
-    def train_step(self, batch, optimizers, step):
+    def train_step(
+        self, batch: Batch, optimizers: list[torch.optim.Optimizer], step: int
+    ) -> dict[str, torch.Tensor]:
         logs = super().train_step(batch, optimizers, step)
         if self.ema is not None:
             self.ema.update(self.net)
@@ -237,7 +242,7 @@ class ScoreModel(GenerativeModel):
     def _prior_std(self) -> float:
         return self._require_sigma_max() if self.uses_ladder else self.sde().prior_std()
 
-    def model(self, x=None, y=None):
+    def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """Implicit Pyro program: ``x_T ~ N(0, sigma_T^2 I)``, ``x = sampler(x_T)``.
 
         The sampler (annealed Langevin or the reverse SDE) adds its own noise along the way;
@@ -251,12 +256,14 @@ class ScoreModel(GenerativeModel):
             x = self._transport(x_T, self.samplers[0], None, {})
             return pyro.deterministic("x", x, event_dim=len(shape))
 
-    def _transport(self, x, sampler: str, steps: int | None, options: dict) -> torch.Tensor:
+    def _transport(
+        self, x: torch.Tensor, sampler: str, steps: int | None, options: dict
+    ) -> torch.Tensor:
         c = self.config
         net = self.sampling_net
         if sampler in ("annealed", "langevin"):
 
-            def score_fn(x, sigma):
+            def score_fn(x: torch.Tensor, sigma: float) -> torch.Tensor:
                 return self.score(x, sigma=x.new_full((x.shape[0],), sigma), net=net)
 
             sigmas = self.sigmas()
@@ -275,7 +282,7 @@ class ScoreModel(GenerativeModel):
             )
             return x + sigma_min**2 * score_fn(x, sigma_min) if denoise else x
 
-        def score_fn(x, t):
+        def score_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.score(x, t=t, net=net)
 
         if sampler == "pc":
@@ -290,7 +297,14 @@ class ScoreModel(GenerativeModel):
         return ode_sample(self.sde(), score_fn, x, steps or c.ode_steps)
 
     @torch.no_grad()
-    def generate(self, n, y=None, sampler=None, steps=None, **options):
+    def generate(
+        self,
+        n: int,
+        y: torch.Tensor | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
         """``n`` draws in model space by ``sampler`` (default: the first of ``self.samplers``).
 
         ``steps``: Langevin steps per level (``annealed``), Langevin steps (``langevin``),
@@ -326,14 +340,14 @@ class ScoreModel(GenerativeModel):
         if self.config.sde in ("ncsn", "ve"):
             sigma = float(self.sigmas()[-1])
 
-            def score(x):
+            def score(x: torch.Tensor) -> torch.Tensor:
                 return self.score(x, sigma=x.new_full((len(x),), sigma), net=net)
         else:
 
-            def score(x):
+            def score(x: torch.Tensor) -> torch.Tensor:
                 return self.score(x, t=x.new_full((len(x),), 1e-3), net=net)
 
-        def score_fn(params):
+        def score_fn(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             with torch.no_grad():
                 return {"x": score(params["x"][None])[0]}
 
@@ -348,7 +362,7 @@ class ScoreModel(GenerativeModel):
         caps = super().capabilities()
         return caps - {"log_prob"} if self.config.sde == "ncsn" else caps
 
-    def log_prob(self, x: torch.Tensor, y=None) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``log p(x)`` per example through the probability-flow ODE (RK4, Hutchinson trace).
 
         Only for the SDEs (the ODE needs scores at every time); ``exact_trace=True`` computes

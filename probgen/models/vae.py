@@ -21,8 +21,10 @@ own noise.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import pyro
 import pyro.distributions as dist
@@ -38,6 +40,9 @@ from probgen.nn.conv import ConvDecoder, ConvEncoder
 from probgen.nn.mlp import MLP, activation
 from probgen.programs import predictive
 from probgen.programs.derived import ProgramModel
+
+if TYPE_CHECKING:
+    from probgen.models.base import Batch, DataInfo
 
 
 @dataclass
@@ -72,7 +77,7 @@ class VAE(ProgramModel):
     default_steps = 3000
     samplers = ("aggregate", "prior", "noisy")
 
-    def __init__(self, config: VAEConfig, data_info):
+    def __init__(self, config: VAEConfig, data_info: DataInfo) -> None:
         super().__init__(config, data_info)
         c = config
         if c.latent_dim < 1 or c.num_particles < 1 or not c.beta > 0:
@@ -120,7 +125,7 @@ class VAE(ProgramModel):
         self.kl_weight = c.beta
 
     @staticmethod
-    def _resolve_likelihood(name: str, data_info) -> str:
+    def _resolve_likelihood(name: str, data_info: DataInfo) -> str:
         if name != "auto":
             if name == "discretized" and not data_info.levels:
                 raise ValueError("likelihood=discretized needs integer-valued images")
@@ -128,23 +133,27 @@ class VAE(ProgramModel):
         return "bernoulli" if data_info.kind == "image" else "gaussian"
 
     # -- networks ---------------------------------------------------------------------------
-    def _one_hot(self, y, like):
+    def _one_hot(self, y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.one_hot(y, self.num_classes).to(like.dtype)
 
-    def _encode(self, x, y=None):
+    def _encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.encoder_body(x)
         if self.num_classes:
             h = torch.cat([h, self._one_hot(y, h)], -1)
         loc, s = self.encoder_head(h).chunk(2, dim=-1)
         return loc, F.softplus(s) + 1e-5, h
 
-    def _decode_params(self, z, y=None):
+    def _decode_params(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.num_classes:
             z = torch.cat([z, self._one_hot(y, z).expand(*z.shape[:-1], self.num_classes)], -1)
         out = self.decoder_net(z)
         return out.reshape(*z.shape[:-1], *self.event_shape)
 
-    def _posterior(self, loc, scale, h):
+    def _posterior(
+        self, loc: torch.Tensor, scale: torch.Tensor, h: torch.Tensor
+    ) -> dist.TorchDistribution:
         base = dist.Normal(loc, scale).to_event(1)
         if self.config.guide == "gaussian":
             return base
@@ -156,7 +165,12 @@ class VAE(ProgramModel):
         return dist.TransformedDistribution(base, transforms)
 
     # -- the Pyro programs ------------------------------------------------------------------
-    def model(self, x, y=None, batch_index=None):
+    def model(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        batch_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """z ~ N(0, I); x ~ p(x | z, y), over the rows of ``x``."""
         n = x.shape[0]
         if self.num_classes and y is None:
@@ -175,7 +189,12 @@ class VAE(ProgramModel):
             )
             return pyro.sample("x", likelihood, obs=x)
 
-    def guide(self, x, y=None, batch_index=None):
+    def guide(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        batch_index: torch.Tensor | None = None,
+    ) -> None:
         """q(z | x, y): z = mu(x) + sigma(x) * eps, optionally pushed through conditional flows."""
         with pyro.plate("data", x.shape[0], dim=-1):
             with poutine.scale(scale=self.kl_weight):
@@ -193,7 +212,9 @@ class VAE(ProgramModel):
         return bool(self.num_classes)
 
     # -- training -----------------------------------------------------------------------------
-    def train_step(self, batch, optimizers, step):
+    def train_step(
+        self, batch: Batch, optimizers: list[torch.optim.Optimizer], step: int
+    ) -> dict[str, torch.Tensor]:
         """One update with the KL weight ramped linearly over ``warmup_steps`` (if any)."""
         c = self.config
         if c.warmup_steps <= 0:
@@ -206,7 +227,7 @@ class VAE(ProgramModel):
         logs["kl_weight"] = torch.tensor(weight)
         return logs
 
-    def on_fit_end(self, x, y=None):
+    def on_fit_end(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """Fit the aggregate-posterior mixture to the codes of the training set."""
         from sklearn.mixture import GaussianMixture
 
@@ -230,13 +251,20 @@ class VAE(ProgramModel):
         self.agg_fitted.fill_(True)
 
     # -- using a fitted model ----------------------------------------------------------------
-    def _aggregate_prior(self, n):
+    def _aggregate_prior(self, n: int) -> torch.Tensor:
         mix = dist.Categorical(logits=self.agg_logits)
         comp = dist.MultivariateNormal(self.agg_means, scale_tril=self.agg_scale_tril)
         return dist.MixtureSameFamily(mix, comp).sample((n,))
 
     @torch.no_grad()
-    def generate(self, n, y=None, sampler=None, steps=None, **options):
+    def generate(
+        self,
+        n: int,
+        y: torch.Tensor | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
         """``aggregate`` (default; sharp): the model's decoder mean at z from the fitted
         aggregate posterior; ``prior``: at z ~ N(0, I); ``noisy``: the model run forward."""
         sampler = sampler or self.samplers[0]
@@ -255,11 +283,11 @@ class VAE(ProgramModel):
         return self.decode(z, y)
 
     @torch.no_grad()
-    def reconstruct(self, x, y=None):
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.decode(self.encode(x, y), y)
 
 
-def _labels(y, n, num_classes, device):
+def _labels(y: torch.Tensor | None, n: int, num_classes: int, device: torch.device) -> torch.Tensor:
     if y is None:
         return torch.arange(n, device=device) % num_classes
     y = torch.as_tensor(y, device=device).reshape(-1)
@@ -270,6 +298,8 @@ def _labels(y, n, num_classes, device):
     return y.long()
 
 
-def _chunks(x, y, size):
+def _chunks(
+    x: torch.Tensor, y: torch.Tensor | None, size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     for i in range(0, len(x), size):
         yield x[i : i + size], (None if y is None else y[i : i + size])

@@ -15,7 +15,7 @@ class ConvEncoder(nn.Module):
 
     def __init__(
         self, in_shape: tuple[int, int, int], out_features: int, width: int = 32, act: str = "silu"
-    ):
+    ) -> None:
         super().__init__()
         c, h, w = in_shape
         self.features = nn.Sequential(
@@ -41,7 +41,7 @@ class ConvDecoder(nn.Module):
 
     def __init__(
         self, in_features: int, out_shape: tuple[int, int, int], width: int = 32, act: str = "silu"
-    ):
+    ) -> None:
         super().__init__()
         self.out_shape = tuple(out_shape)
         c, h, w = out_shape

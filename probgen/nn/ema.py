@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ class EMA(nn.Module):
     it stays in eval mode whatever mode the model is put in (no dropout when sampling).
     """
 
-    def __init__(self, module: nn.Module, decay: float = 0.999):
+    def __init__(self, module: nn.Module, decay: float = 0.999) -> None:
         super().__init__()
         self.decay = float(decay)
         self.module = copy.deepcopy(module)
@@ -35,5 +36,5 @@ class EMA(nn.Module):
         for ema_b, b in zip(self.module.buffers(), module.buffers()):
             ema_b.copy_(b)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)

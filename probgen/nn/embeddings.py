@@ -15,7 +15,7 @@ class SinusoidalEmbedding(nn.Module):
     so a time ``t in [0, 1]`` (``scale=1000``) or a step index (``scale=1``) is embedded smoothly.
     """
 
-    def __init__(self, dim: int, scale: float = 1.0, max_period: float = 10000.0):
+    def __init__(self, dim: int, scale: float = 1.0, max_period: float = 10000.0) -> None:
         super().__init__()
         if dim % 2:
             raise ValueError("embedding dimension must be even")

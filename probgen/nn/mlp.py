@@ -36,7 +36,7 @@ class MLP(nn.Sequential):
         hidden: Sequence[int],
         out_features: int,
         act: str = "silu",
-    ):
+    ) -> None:
         sizes = [in_features, *hidden, out_features]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):

@@ -20,6 +20,8 @@ The built-in VAE is such a model (its programs are methods); a user's program is
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pyro import poutine
@@ -32,6 +34,9 @@ from probgen.programs.entry import program_error
 from probgen.programs.objectives import ScaleDataPlate, has_differentiable_loss, make_elbo
 from probgen.programs.params import ProgramParameters, enforce_fresh_store, param_key, param_name
 from probgen.programs.structure import ProgramStructure, analyse
+
+if TYPE_CHECKING:
+    from pyro.poutine import Trace
 
 DRAWS_PREFIX = "draws."
 
@@ -46,7 +51,7 @@ class ProgramModel(GenerativeModel):
 
     samplers = ("predictive",)
 
-    def __init__(self, config, data_info: DataInfo):
+    def __init__(self, config: Any, data_info: DataInfo) -> None:
         super().__init__(config, data_info)
         self.params = nn.ParameterDict()
         self.__dict__["constraint_of"] = {}
@@ -91,7 +96,7 @@ class ProgramModel(GenerativeModel):
         """Raise ConfigError if this model's guide cannot train on mini-batches of ``s``."""
 
     @contextlib.contextmanager
-    def pyro_context(self):
+    def pyro_context(self) -> Iterator[None]:
         """Pyro's param store empty and every ``pyro.param`` served by this module."""
         with (
             enforce_fresh_store(),
@@ -156,7 +161,7 @@ class ProgramModel(GenerativeModel):
         if self.structure is None:
             self.setup(Batch(x, y), num_train=x.shape[0])
 
-    def _trace(self, fn, args, doing: str):
+    def _trace(self, fn: Callable[..., Any], args: tuple, doing: str) -> Trace:
         try:
             return poutine.trace(fn).get_trace(*args)
         except ConfigError:
@@ -194,14 +199,16 @@ class ProgramModel(GenerativeModel):
         )
         self.setup(batch, int(tensors["num_train"]))
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
         """``before_load`` (the structure the stored tensors need), then torch's load."""
         if "setup_x" in state_dict and "num_train" in state_dict:
             self.before_load(state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # -- training --------------------------------------------------------------------------
-    def _scaled(self, rows: int):
+    def _scaled(self, rows: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
         """Model and guide with the data plate counted N / rows times (see objectives)."""
         s, n = self.structure, int(self.num_train)
         if s.data_plate is None or s.subsampled or rows >= n:
@@ -221,7 +228,9 @@ class ProgramModel(GenerativeModel):
                 loss = torch.tensor(self._elbo.loss(model, guide, *self._args(batch)))
         return loss / int(self.num_train)
 
-    def train_step(self, batch, optimizers, step):
+    def train_step(
+        self, batch: Batch, optimizers: list[torch.optim.Optimizer], step: int
+    ) -> dict[str, torch.Tensor]:
         """One update; ELBOs without a differentiable loss (``tracegraph``, ``renyi``,
         ``iwae``) back-propagate through their own ``loss_and_grads``."""
         self.ensure_setup(batch.x, batch.y)
@@ -271,14 +280,29 @@ class ProgramModel(GenerativeModel):
 
     # -- using a fitted program --------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, n, y=None, sampler=None, steps=None, site=None, **options):
+    def generate(
+        self,
+        n: int,
+        y: torch.Tensor | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        site: str | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
         """``n`` draws of the data site (or ``site``): new data points, with global latents
         from the MCMC draws or the guide and local latents from the model."""
         self.ensure_setup(predictive.placeholder(self, n), y)
         return predictive.draw(self, n, y, site)
 
     @torch.no_grad()
-    def sample(self, n, y=None, sampler=None, site=None, **options):
+    def sample(
+        self,
+        n: int,
+        y: torch.Tensor | None = None,
+        sampler: str | None = None,
+        site: str | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
         """``generate`` in the data's units (only the data site is mapped back)."""
         values = self.generate(n, y=y, sampler=sampler, site=site)
         if site in (None, self.structure.observed):
@@ -286,12 +310,16 @@ class ProgramModel(GenerativeModel):
         return values
 
     @torch.no_grad()
-    def elbo(self, x, y=None, num_particles: int = 1):
+    def elbo(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, num_particles: int = 1
+    ) -> torch.Tensor:
         """The per-point ELBO of the data plate (see :mod:`probgen.programs.scoring`)."""
         return self.log_weights_per_point(x, y, num_particles).mean(0)
 
     @torch.no_grad()
-    def log_marginal(self, x, y=None, num_particles: int = 1000):
+    def log_marginal(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, num_particles: int = 1000
+    ) -> torch.Tensor:
         """Importance-sampled log p(x) per point with the guide as proposal."""
         parts, left = [], num_particles
         while left > 0:
@@ -301,14 +329,16 @@ class ProgramModel(GenerativeModel):
         return scoring.importance_bound(torch.cat(parts))
 
     @torch.no_grad()
-    def log_prob(self, x, y=None):
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log p(x) per point: enumeration, or for MCMC runs the posterior predictive
         density log (1/S) sum_s p(x | theta_s) over the draws."""
         if self.fits_by_mcmc():
             return predictive.posterior_predictive_log_density(self, x, y)
         return self.log_weights_per_point(x, y, 1)[0]
 
-    def log_weights_per_point(self, x, y, k: int) -> torch.Tensor:
+    def log_weights_per_point(
+        self, x: torch.Tensor, y: torch.Tensor | None, k: int
+    ) -> torch.Tensor:
         """``log p(x_i, z_ik) - log q(z_ik | x_i)`` of the data plate, ``(k, n)``
         (:func:`probgen.programs.scoring.log_weights`)."""
         self.ensure_setup(x, y)
@@ -323,13 +353,13 @@ class ProgramModel(GenerativeModel):
             return scoring.log_weights(self.model, guide, s, (xr, yr, None), 1).reshape(k, -1)
 
     @torch.no_grad()
-    def encode(self, x, y=None):
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The guide's mean of the first local latent for each point of ``x``."""
         self.ensure_setup(x, y)
         return predictive.encode(self, x, y)
 
     @torch.no_grad()
-    def decode(self, z, y=None):
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The mean of the data site given the local latent ``z``."""
         self.ensure_setup(predictive.placeholder(self, len(z)), y)
         return predictive.decode(self, z, y)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from pyro.nn import PyroModule
 from torch import nn
@@ -72,24 +73,24 @@ class ProgramEntry:
         return model, guide, instance if isinstance(instance, nn.Module) else None
 
 
-def _in_module_context(instance, method):
+def _in_module_context(instance: object, method: Callable[..., Any]) -> Callable[..., Any]:
     if not isinstance(instance, PyroModule):
         return method
 
     @functools.wraps(method)
-    def run(*args, **kwargs):
+    def run(*args: Any, **kwargs: Any) -> Any:
         with instance._pyro_context:
             return method(*args, **kwargs)
 
     return run
 
 
-def is_program_class(cls) -> bool:
+def is_program_class(cls: type) -> bool:
     """A class with a ``model`` method, or a PyroModule (whose ``forward`` is the model)."""
     return callable(getattr(cls, "model", None)) or issubclass(cls, PyroModule)
 
 
-def _owner(fn) -> nn.Module | None:
+def _owner(fn: Callable[..., Any]) -> nn.Module | None:
     owner = getattr(fn, "__self__", None)
     return owner if isinstance(owner, nn.Module) else None
 
@@ -149,7 +150,7 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def _lookup(namespace: ModuleType, dotted: str, where: str):
+def _lookup(namespace: ModuleType, dotted: str, where: str) -> Any:
     value: object = namespace
     for i, part in enumerate(dotted.split(".")):
         if not hasattr(value, part):
@@ -206,7 +207,9 @@ def resolve_entry(spec: str) -> ProgramEntry:
     return ProgramEntry(full, source, model, guide, guide_name)
 
 
-def entry_for_objects(model, guide=None) -> ProgramEntry:
+def entry_for_objects(
+    model: Callable[..., Any], guide: Callable[..., Any] | None = None
+) -> ProgramEntry:
     """A :class:`ProgramEntry` for Python objects given to :func:`probgen.fit` directly.
 
     The stored spec names where the objects are defined, so the run reloads (with
@@ -225,7 +228,7 @@ def entry_for_objects(model, guide=None) -> ProgramEntry:
     )
 
 
-def _qualname(obj) -> str:
+def _qualname(obj: object) -> str:
     target = getattr(obj, "__func__", obj)
     name = getattr(target, "__qualname__", None) or type(obj).__qualname__
     owner = getattr(obj, "__self__", None)
@@ -238,14 +241,14 @@ def _qualname(obj) -> str:
     return name
 
 
-def _source_file(obj) -> str | None:
+def _source_file(obj: object) -> str | None:
     try:
         return str(Path(inspect.getfile(getattr(obj, "__func__", obj))).resolve())
     except (TypeError, OSError):
         return None
 
 
-def _where_defined(obj) -> str:
+def _where_defined(obj: object) -> str:
     module = getattr(getattr(obj, "__func__", obj), "__module__", None) or type(obj).__module__
     if module == "__main__" or module.startswith("probgen_user_"):
         source = _source_file(obj)

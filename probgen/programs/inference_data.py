@@ -14,6 +14,8 @@ Groups (dims ``chain, draw`` first):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import arviz as az
 import numpy as np
 import torch
@@ -24,8 +26,13 @@ from pyro.infer import infer_discrete
 from probgen.programs.predictive import _labels, _rows, placeholder
 from probgen.programs.scoring import _plate_sum
 
+if TYPE_CHECKING:
+    from probgen.programs.derived import ProgramModel
 
-def _posterior_draws(program, x, y, draws: int) -> dict[str, torch.Tensor]:
+
+def _posterior_draws(
+    program: ProgramModel, x: torch.Tensor, y: torch.Tensor | None, draws: int
+) -> dict[str, torch.Tensor]:
     """Draws ``{site: (chains, draws, ...)}`` of every latent (and enumerated) site."""
     s = program.structure
     chains = program.chains()
@@ -44,7 +51,9 @@ def _posterior_draws(program, x, y, draws: int) -> dict[str, torch.Tensor]:
     return found
 
 
-def _discrete_draws(program, x, y, draws: int, continuous: dict) -> dict[str, torch.Tensor]:
+def _discrete_draws(
+    program: ProgramModel, x: torch.Tensor, y: torch.Tensor | None, draws: int, continuous: dict
+) -> dict[str, torch.Tensor]:
     s = program.structure
     out: dict[str, list] = {n: [] for n in s.enumerated}
     first = -(s.max_plate_nesting + 1)
@@ -68,7 +77,12 @@ def _flat(draws: dict[str, torch.Tensor]) -> tuple[list[dict], tuple[int, int]]:
     )
 
 
-def _replicates(program, posterior, x, y):
+def _replicates(
+    program: ProgramModel,
+    posterior: list[dict[str, torch.Tensor]],
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Posterior-predictive replicates of ``x`` and log p(x_i | draw), per draw."""
     s = program.structure
     replicate, loglik, observed = [], [], None
@@ -85,7 +99,9 @@ def _replicates(program, posterior, x, y):
     return torch.stack(replicate), torch.stack(loglik), observed
 
 
-def _prior(program, n: int, y, draws: int):
+def _prior(
+    program: ProgramModel, n: int, y: torch.Tensor | None, draws: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     s = program.structure
     model = poutine.uncondition(program.model)
     latents = {k: [] for k in (*s.global_latents, *s.local_latents)}
@@ -105,7 +121,7 @@ def _numpy(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 @torch.no_grad()
 def program_inference_data(
-    program, x: torch.Tensor, y: torch.Tensor | None = None, draws: int = 200
+    program: ProgramModel, x: torch.Tensor, y: torch.Tensor | None = None, draws: int = 200
 ) -> az.InferenceData:
     """The groups of the module docstring for the observed points ``x`` (model space)."""
     program.ensure_setup(x, y)

@@ -15,6 +15,7 @@ Roberts & Tweedie 1996 (Langevin kernels).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from pyro.infer import HMC, MCMC, NUTS
@@ -22,10 +23,13 @@ from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 
 from probgen.infer.langevin import MALA, ULA
 
+if TYPE_CHECKING:
+    from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+
 MCMC_KERNELS = ("none", "nuts", "hmc", "mala", "ula")
 
 
-def make_kernel(name: str, model: Callable, max_plate_nesting: int, step_size: float):
+def make_kernel(name: str, model: Callable, max_plate_nesting: int, step_size: float) -> MCMCKernel:
     """The MCMC kernel called ``name`` over the latent sites of ``model``."""
     if name == "nuts":
         return NUTS(model, max_plate_nesting=max_plate_nesting)

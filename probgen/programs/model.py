@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -39,6 +40,9 @@ from probgen.programs.mcmc import MCMC_KERNELS, chain_summary, make_kernel, run_
 from probgen.programs.objectives import ELBOS
 from probgen.programs.params import modules_named_by, param_key
 from probgen.programs.structure import ProgramStructure
+
+if TYPE_CHECKING:
+    from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 
 @dataclasses.dataclass
@@ -57,7 +61,7 @@ class ProgramOptions:
     step_size: float = 0.1
     posterior_draws: int = 100
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("particles", "chains", "num_samples", "posterior_draws"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -65,7 +69,7 @@ class ProgramOptions:
             raise ValueError("warmup must be >= 0 and step_size > 0")
 
 
-def _accepts(fn, name: str) -> bool:
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
     if isinstance(fn, nn.Module):
         fn = fn.forward
     try:
@@ -86,7 +90,7 @@ class PyroProgram(ProgramModel):
     entry: ClassVar[ProgramEntry]
     default_steps = 2000
 
-    def __init__(self, config, data_info: DataInfo):
+    def __init__(self, config: ProgramOptions, data_info: DataInfo) -> None:
         super().__init__(config, data_info)
         names = constructor_options(self.entry.model) if self.entry.is_class else {}
         model_fn, guide_fn, owner = self.entry.build({k: getattr(config, k) for k in names})
@@ -107,11 +111,17 @@ class PyroProgram(ProgramModel):
         self.auto = nn.ModuleDict()  # the AutoGuide, if one is made (plain container, as above)
 
     @classmethod
-    def wants_preprocessing(cls, config) -> bool:
+    def wants_preprocessing(cls, config: ProgramOptions) -> bool:
         return config.preprocess == "standardize"
 
     # -- calling the program -------------------------------------------------------------------
-    def _call(self, fn, x, y=None, batch_index=None):
+    def _call(
+        self,
+        fn: Callable[..., Any],
+        x: torch.Tensor | None,
+        y: torch.Tensor | None = None,
+        batch_index: torch.Tensor | None = None,
+    ) -> Any:
         kwargs = {}
         if y is not None and _accepts(fn, "y"):
             kwargs["y"] = y
@@ -121,11 +131,21 @@ class PyroProgram(ProgramModel):
                 kwargs["data_size"] = int(self.num_train) if batch_index is not None else None
         return fn(x, **kwargs)
 
-    def model(self, x=None, y=None, batch_index=None):
+    def model(
+        self,
+        x: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        batch_index: torch.Tensor | None = None,
+    ) -> Any:
         """The user's model, called with the keywords it declares."""
         return self._call(self._user_model, x, y, batch_index)
 
-    def guide(self, x=None, y=None, batch_index=None):
+    def guide(
+        self,
+        x: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        batch_index: torch.Tensor | None = None,
+    ) -> Any:
         """The user's guide, the AutoGuide, or the empty guide."""
         if self._user_guide is not None:
             return self._call(self._user_guide, x, y, batch_index)
@@ -187,7 +207,7 @@ class PyroProgram(ProgramModel):
         """Chains over the latent sites given all of ``x``; draws kept as buffers."""
         c = self.config
 
-        def make():
+        def make() -> MCMCKernel:
             return make_kernel(c.mcmc, self.model, self.structure.max_plate_nesting, c.step_size)
 
         with self.pyro_context():
@@ -200,7 +220,7 @@ class PyroProgram(ProgramModel):
         return {"num_samples": c.num_samples, "chains": diagnostics, **chain_summary(draws)}
 
 
-def _tensors(module: nn.Module | None):
+def _tensors(module: nn.Module | None) -> list[torch.Tensor]:
     if module is None:
         return []
     return [*module.parameters(), *module.buffers()]
@@ -226,7 +246,7 @@ def program_class(entry: ProgramEntry) -> type[PyroProgram]:
     )
 
 
-def _field_type(param: inspect.Parameter):
+def _field_type(param: inspect.Parameter) -> tuple:
     default = param.default
     annotation = param.annotation
     if isinstance(annotation, str):

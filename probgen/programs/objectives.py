@@ -24,6 +24,8 @@ balance of prior and likelihood.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyro.infer import (
     ELBO,
     RenyiELBO,
@@ -75,11 +77,11 @@ def has_differentiable_loss(elbo: ELBO) -> bool:
 class ScaleDataPlate(Messenger):
     """Multiply the log-density of sites inside plate ``name`` by ``factor`` (N/B)."""
 
-    def __init__(self, name: str, factor: float):
+    def __init__(self, name: str, factor: float) -> None:
         super().__init__()
         self.name = name
         self.factor = factor
 
-    def _pyro_sample(self, msg) -> None:
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
         if any(frame.name == self.name for frame in msg["cond_indep_stack"]):
             msg["scale"] = self.factor * msg["scale"]

@@ -26,6 +26,8 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 import pyro
 import torch
@@ -67,7 +69,7 @@ class ProgramParameters(Messenger):
         constraint_of: dict[str, constraints.Constraint],
         owned: Callable[[], set[int]],
         device: Callable[[], torch.device],
-    ):
+    ) -> None:
         super().__init__()
         self.params = params
         self.constraint_of = constraint_of
@@ -75,7 +77,7 @@ class ProgramParameters(Messenger):
         self.device = device
         self._owned_ids: set[int] | None = None
 
-    def _pyro_param(self, msg) -> None:
+    def _pyro_param(self, msg: dict[str, Any]) -> None:
         name = msg["name"]
         key = param_key(name)
         if key in self.params:
@@ -102,7 +104,7 @@ class ProgramParameters(Messenger):
         msg["value"] = _constrained(self.params[key], constraint)
 
 
-def _constrained(unconstrained: torch.Tensor, constraint) -> torch.Tensor:
+def _constrained(unconstrained: torch.Tensor, constraint: constraints.Constraint) -> torch.Tensor:
     # Pyro's convention (AutoGuides rely on it): a constrained value knows its parameter
     value = transform_to(constraint)(unconstrained)
     value.unconstrained = weakref.ref(unconstrained)
@@ -137,7 +139,7 @@ def modules_named_by(fn: Callable) -> dict[str, nn.Module]:
     return found
 
 
-def enforce_fresh_store():
+def enforce_fresh_store() -> AbstractContextManager[dict]:
     """A context in which Pyro's global param store is empty and restored afterwards.
 
     PyroModules write their parameters into Pyro's store while they run and adopt a value

@@ -16,16 +16,20 @@ shapes hold; only the number of rows matters to the draws.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pyro import poutine
 
 from probgen.errors import ConfigError
 
+if TYPE_CHECKING:
+    from probgen.programs.derived import ProgramModel
+
 CHUNK = 1024
 
 
-def _rows(site, data_dim: int | None, n: int) -> torch.Tensor:
+def _rows(site: dict[str, Any], data_dim: int | None, n: int) -> torch.Tensor:
     """A site's value with the data plate's dimension first, ``(n, ...)``."""
     value = site["value"]
     if data_dim is None:
@@ -38,7 +42,7 @@ def _rows(site, data_dim: int | None, n: int) -> torch.Tensor:
     return value.expand(n, *value.shape[1:]) if value.shape[0] == 1 else value
 
 
-def placeholder(program, n: int) -> torch.Tensor:
+def placeholder(program: ProgramModel, n: int) -> torch.Tensor:
     """``n`` rows cycled from the setup batch (real values in the likelihood's support), or
     zeros before the program has seen data."""
     setup = program.setup_x
@@ -47,7 +51,7 @@ def placeholder(program, n: int) -> torch.Tensor:
     return setup[torch.arange(n, device=setup.device) % len(setup)]
 
 
-def _labels(program, y, n: int):
+def _labels(program: ProgramModel, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
     if y is None:
         if not len(program.setup_y):
             return None
@@ -57,7 +61,7 @@ def _labels(program, y, n: int):
     return y.expand(n) if y.numel() == 1 else y
 
 
-def global_draws(program, count: int) -> dict[str, torch.Tensor]:
+def global_draws(program: ProgramModel, count: int) -> dict[str, torch.Tensor]:
     """``count`` posterior draws of the global latents, ``{site: (count, ...)}``."""
     s = program.structure
     if not s.global_latents:
@@ -79,7 +83,9 @@ def global_draws(program, count: int) -> dict[str, torch.Tensor]:
     return {k: torch.stack(v) for k, v in out.items()}
 
 
-def draw(program, n: int, y=None, site: str | None = None) -> torch.Tensor:
+def draw(
+    program: ProgramModel, n: int, y: torch.Tensor | None = None, site: str | None = None
+) -> torch.Tensor:
     """``n`` values of ``site`` (default: the data site) for new data points."""
     s = program.structure
     site = site or s.observed
@@ -113,12 +119,12 @@ def draw(program, n: int, y=None, site: str | None = None) -> torch.Tensor:
     return values
 
 
-def _local_latent(program) -> str:
+def _local_latent(program: ProgramModel) -> str:
     s = program.structure
     return next(n for n in s.local_latents if n in s.guide_latents)
 
 
-def encode(program, x, y=None) -> torch.Tensor:
+def encode(program: ProgramModel, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """The guide's mean of the first local latent (a 16-draw average where it has no mean)."""
     name = _local_latent(program)
     with program.pyro_context():
@@ -131,7 +137,7 @@ def encode(program, x, y=None) -> torch.Tensor:
     return _rows({"value": mean, "fn": site["fn"]}, program.structure.data_dim, len(x))
 
 
-def decode(program, z, y=None) -> torch.Tensor:
+def decode(program: ProgramModel, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """The mean of the data site given local latent codes ``z`` (a draw where it has none)."""
     s = program.structure
     name = _local_latent(program)
@@ -146,7 +152,9 @@ def decode(program, z, y=None) -> torch.Tensor:
     return _rows({"value": value, "fn": site["fn"]}, s.data_dim, len(z))
 
 
-def posterior_predictive_log_density(program, x, y=None, max_draws: int = 500) -> torch.Tensor:
+def posterior_predictive_log_density(
+    program: ProgramModel, x: torch.Tensor, y: torch.Tensor | None = None, max_draws: int = 500
+) -> torch.Tensor:
     """``log (1/S) sum_s p(x_i | theta_s)`` per point over (at most ``max_draws``) MCMC draws."""
     from probgen.programs.scoring import importance_bound, log_weights
 

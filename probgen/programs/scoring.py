@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pyro import poutine
 
 from probgen.programs.structure import ProgramStructure, sample_sites
+
+if TYPE_CHECKING:
+    from pyro.poutine import Trace
 
 
 def log_weights(
@@ -59,12 +63,12 @@ def log_weights(
     return torch.stack(out)
 
 
-def _in_data_plate(site, plate: str) -> bool:
+def _in_data_plate(site: dict[str, Any], plate: str) -> bool:
     return any(frame.name == plate for frame in site["cond_indep_stack"])
 
 
 def _local_log_weight(
-    model_trace, guide_trace, structure: ProgramStructure, n: int
+    model_trace: Trace, guide_trace: Trace, structure: ProgramStructure, n: int
 ) -> torch.Tensor:
     plate, dim = structure.data_plate, structure.data_dim
     nesting = structure.max_plate_nesting
@@ -126,7 +130,9 @@ def local_rate(
     return total / num_particles
 
 
-def log_marginal(model: Callable, guide: Callable, x: torch.Tensor, num_particles: int = 1000):
+def log_marginal(
+    model: Callable, guide: Callable, x: torch.Tensor, num_particles: int = 1000
+) -> torch.Tensor:
     """Importance-sampled log p(x_i) per point of a model/guide pair taking ``x`` alone, with
     particles drawn 100 at a time as copies of the batch (models without global latents)."""
     from probgen.programs.structure import analyse

@@ -16,11 +16,16 @@ nest. The rules follow Pyro's own conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pyro.poutine.util import site_is_subsample
 
 from probgen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pyro.poutine import Trace
+    from pyro.poutine.indep_messenger import CondIndepStackFrame
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class ProgramStructure:
         return self.global_latents + self.local_latents
 
 
-def sample_sites(trace) -> dict:
+def sample_sites(trace: Trace) -> dict:
     """The ``pyro.sample`` sites of a trace, without plates' subsample sites."""
     return {
         name: site
@@ -67,15 +72,15 @@ def sample_sites(trace) -> dict:
     }
 
 
-def is_deterministic(site) -> bool:
+def is_deterministic(site: dict[str, Any]) -> bool:
     return bool(site["infer"].get("_deterministic"))
 
 
-def is_enumerated(site) -> bool:
+def is_enumerated(site: dict[str, Any]) -> bool:
     return not site["is_observed"] and site["infer"].get("enumerate") in ("parallel", "sequential")
 
 
-def plate_nesting(*traces) -> int:
+def plate_nesting(*traces: Trace) -> int:
     """The deepest vectorised plate dimension used by any sample site of ``traces``."""
     depth = 0
     for trace in traces:
@@ -103,14 +108,14 @@ def _data_site(observed: dict, x: torch.Tensor) -> str:
     )
 
 
-def _data_frame(site, rows: int):
+def _data_frame(site: dict[str, Any], rows: int) -> CondIndepStackFrame | None:
     for frame in site["cond_indep_stack"]:
         if frame.vectorized and frame.size == rows:
             return frame
     return None
 
 
-def analyse(model_trace, guide_trace, x: torch.Tensor) -> ProgramStructure:
+def analyse(model_trace: Trace, guide_trace: Trace, x: torch.Tensor) -> ProgramStructure:
     """The :class:`ProgramStructure` of a model traced on the batch ``x`` (and its guide's).
 
     Raises :class:`~probgen.errors.ConfigError` when the model observes nothing, when no
