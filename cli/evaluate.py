@@ -237,6 +237,11 @@ def evaluate(
         Run(run).write_metrics(results)
         if model.supports("log_prob") and tuple(model.data_info.event_shape) == (2,):
             _density_figure(model, dataset, Path(run) / "density.png")
+    if feature is None and dataset.kind == "image":
+        from probgen.metrics.features import PIXEL_FALLBACK, default_feature_for
+
+        if default_feature_for(dataset.event_shape) == "pixels":
+            click.echo(f"note: {dataset.event_shape} {PIXEL_FALLBACK}", err=True)
     click.echo(json.dumps(results, indent=2) if as_json else _table(results))
 
 
