@@ -29,11 +29,13 @@ from probgen.train import fit
 
 # name -> overrides of GAN.Config; "default" is GAN.Config() itself.
 PLAIN = {"pack": 1, "minibatch_std": False, "lr_g_scale": 1.0, "lr_d_scale": 1.0}
-PLAIN.update(ema_decay=None, r1_weight=0.0, data_scale=1.0)
+PLAIN.update(ema_decay=None, r1_weight=0.0, data_scale=1.0, jacobian_truncation=None)
 REMEDIES = {**PLAIN, "loss": "nonsaturating", "minibatch_std": True, "lr_g_scale": 0.2}
 REMEDIES.update(ema_decay=0.999)
-# Models with an EMA are also scored through the raw generator: the EMA's effect, same run.
+# Models with an EMA are also scored through the raw generator: the EMA's effect, same run;
+# models with Jacobian truncation also without it (every draw of the EMA generator).
 RAW = " (raw G, no EMA)"
+UNTRUNCATED = " (no truncation)"
 CONFIGS: dict[str, dict] = {
     "minimax": {**PLAIN, "loss": "minimax"},
     "nonsaturating": {**PLAIN, "loss": "nonsaturating"},
@@ -47,12 +49,20 @@ TOYS = ("25gaussians", "8gaussians")
 N_SAMPLES = 2500
 
 
-def score_toy(model, data: str, seed: int, averaged: bool) -> dict:
-    """Mode statistics of ``N_SAMPLES`` draws in data units (EMA or raw generator)."""
+def score_toy(model, data: str, seed: int, variant: str = "generate") -> dict:
+    """Mode statistics of ``N_SAMPLES`` draws in data units.
+
+    ``variant``: ``generate`` (what ``probgen sample`` draws), ``untruncated`` (every draw of
+    the generator ``generate`` reads, no Jacobian truncation) or ``raw`` (the raw generator).
+    """
     centres, std = load_dataset(data, seed=seed).mixture
     torch.manual_seed(10_000 + seed)
     with torch.no_grad():
-        draws = model.model(num_samples=N_SAMPLES, averaged=averaged)
+        if variant == "generate":
+            draws = model.generate(N_SAMPLES)
+        else:
+            averaged = variant == "untruncated" and model.generator_ema is not None
+            draws = model.model(num_samples=N_SAMPLES, averaged=averaged)
     samples = model.preprocessor.inverse(draws).numpy()
     return mode_statistics(samples, centres, std)
 
@@ -75,12 +85,14 @@ def run_toys(args) -> list[dict]:
                 )
                 seconds = time.perf_counter() - start
                 row = {"data": data, "config": name, "seed": seed, "s": seconds}
-                has_ema = model.generator_ema is not None
-                rows.append({**row, **score_toy(model, data, seed, averaged=has_ema)})
-                print(rows[-1], flush=True)
-                if has_ema:
-                    row["config"] += RAW
-                    rows.append({**row, **score_toy(model, data, seed, averaged=False)})
+                variants = [("", "generate")]
+                if model.config.jacobian_truncation is not None:
+                    variants.append((UNTRUNCATED, "untruncated"))
+                if model.generator_ema is not None:
+                    variants.append((RAW, "raw"))
+                for suffix, variant in variants:
+                    label = {**row, "config": name + suffix}
+                    rows.append({**label, **score_toy(model, data, seed, variant)})
                     print(rows[-1], flush=True)
     return rows
 

@@ -53,6 +53,33 @@ def spaced_timesteps(num_steps: int, steps: int, start: int | None = None) -> li
     return (grid[:-1] - 1).tolist()
 
 
+def log_snr_timesteps(
+    alpha_bar: Sequence[float], steps: int, start: int, end: int = 0
+) -> list[int]:
+    """``steps`` decreasing indices from ``start`` to ``end``, evenly spaced in log-SNR.
+
+    Each index is the one nearest to ``linspace(lambda_start, lambda_end, steps)`` in
+    ``lambda = log(abar / (1 - abar))``, nudged where needed so the list strictly decreases:
+    DPM-Solver's "logSNR" step selection, its choice for low-dimensional data (Lu et al. 2022,
+    "DPM-Solver", sec. 3.3), under which every step has the same ``h`` in its own variable.
+    """
+    if not 0 <= end <= start < len(alpha_bar):
+        raise ValueError(f"need 0 <= end <= start < {len(alpha_bar)}, got {start} and {end}")
+    if not 1 <= steps <= start - end + 1:
+        raise ValueError(f"steps must be in 1..{start - end + 1}, got {steps}")
+    ab = torch.tensor(alpha_bar, dtype=torch.float64)
+    log_snr = (ab / (1 - ab)).log()
+    targets = torch.linspace(float(log_snr[start]), float(log_snr[end]), steps, dtype=torch.float64)
+    ks = [int((log_snr - target).abs().argmin()) for target in targets]
+    ks[0] = start
+    for i in range(1, steps):  # strictly decreasing ...
+        ks[i] = min(ks[i], ks[i - 1] - 1)
+    ks[-1] = max(ks[-1], end)
+    for i in range(steps - 2, -1, -1):  # ... and never below end
+        ks[i] = max(ks[i], ks[i + 1] + 1)
+    return ks
+
+
 def _pairs(alpha_bar: Sequence[float], timesteps: Sequence[int]) -> list[tuple[float, float]]:
     """``(abar_t, abar_prev)`` per step, ``abar_prev = 1`` after the last step."""
     nxt = [alpha_bar[k] for k in timesteps[1:]] + [1.0]

@@ -20,7 +20,9 @@ Normalization for Generative Adversarial Networks".
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pyro
 import pyro.distributions as dist
@@ -125,7 +127,10 @@ class GAN(GenerativeModel):
         remedy's effect.
 
         Attributes:
-            latent_dim: dimension of ``z ~ N(0, I)``.
+            latent_dim: dimension of ``z ~ N(0, I)``; ``None`` (the default) picks it from
+                the data: 2 for vectors (the grid's measured setting), 64 for images, where a
+                2-D latent collapsed the digits onto a few blurred kinds (FID 694 against 87
+                with 64 dimensions after 3,000 steps). The run stores the number chosen.
             hidden: widths of the generator MLP (vectors).
             disc_hidden: widths of the discriminator MLP (vectors); the last one is the
                 feature width the head reads.
@@ -151,9 +156,16 @@ class GAN(GenerativeModel):
                 small in model space (a grid mode is ~0.018 wide); ``s`` restores the scale the
                 published architectures were tuned on. Images ignore it (their range is
                 fixed by ``image_range``).
+            jacobian_truncation: for vector data, ``generate`` keeps only latent draws where
+                the generator stretches the latent space at most this many times its median
+                stretch, ``||dG/dz||_F <= c median ||dG/dz||_F`` (Jacobian-based truncation,
+                Tanielian et al. 2020); ``None`` keeps every draw. A continuous ``G`` of a
+                connected latent must bridge separate modes, and its bridge draws are exactly
+                the ones with a large stretch: on the grid 8-10% of draws, stretched ~150x
+                the median, against ~2% of the in-mode ones above 50x. Images ignore it.
         """
 
-        latent_dim: int = 2
+        latent_dim: int | None = None
         hidden: tuple[int, ...] = (128, 128, 128)
         disc_hidden: tuple[int, ...] = (128, 128, 128)
         channels: int = 32
@@ -172,12 +184,19 @@ class GAN(GenerativeModel):
         beta2: float | None = None
         ema_decay: float | None = 0.999
         data_scale: float = 2.83
+        jacobian_truncation: float | None = 50.0
 
     default_steps = 45000
     samplers = ("generator",)
     image_range = (-1.0, 1.0)
 
+    # latent_dim=None: the latent dimension for each kind of data
+    default_latent_dims: ClassVar[dict[str, int]] = {"vector": 2, "image": 64}
+
     def __init__(self, config: GAN.Config, data_info: DataInfo):
+        if config.latent_dim is None:
+            latent = self.default_latent_dims.get(data_info.kind, 2)
+            config = dataclasses.replace(config, latent_dim=latent)
         super().__init__(config, data_info)
         check_choice("GAN loss", config.loss, ADVERSARIAL_LOSSES)
         for name in ("n_critic", "pack", "group_size", "latent_dim"):
@@ -185,6 +204,11 @@ class GAN(GenerativeModel):
                 raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
         if config.data_scale <= 0:
             raise ConfigError(f"data_scale must be positive, got {config.data_scale}")
+        if config.jacobian_truncation is not None and config.jacobian_truncation < 1:
+            raise ConfigError(
+                f"jacobian_truncation must be at least 1 (a multiple of the median), "
+                f"got {config.jacobian_truncation}"
+            )
         self.game = ADVERSARIAL_LOSSES[config.loss]
         shape = tuple(data_info.event_shape)
         if data_info.kind == "image":
@@ -312,4 +336,47 @@ class GAN(GenerativeModel):
         """
         if sampler not in (None, *self.samplers):
             raise ConfigError(f"unknown GAN sampler {sampler!r}; choose from {self.samplers}")
-        return self.model(num_samples=n, averaged=self.generator_ema is not None)
+        averaged = self.generator_ema is not None
+        c = self.config.jacobian_truncation
+        if c is None or self.data_info.kind == "image" or n == 0:
+            return self.model(num_samples=n, averaged=averaged)
+        # the threshold from a fixed set of latent points: deterministic for given weights
+        reference = torch.randn(
+            self.stretch_reference_size,
+            self.config.latent_dim,
+            generator=torch.Generator().manual_seed(0),
+        ).to(self.device)
+        threshold = c * self.latent_stretch(reference, averaged).median()
+        kept, count = [], 0
+        while count < n:  # rejection: at least half the draws pass (c >= 1 times the median)
+            want = n - count
+            trace = pyro.poutine.trace(self.model).get_trace(
+                num_samples=2 * want + 16, averaged=averaged
+            )
+            z, x = trace.nodes["z"]["value"], trace.nodes["x"]["value"]
+            x = x[self.latent_stretch(z, averaged) <= threshold][:want]
+            kept.append(x)
+            count += len(x)
+        return torch.cat(kept)
+
+    stretch_reference_size = 4096
+
+    @torch.no_grad()
+    def latent_stretch(self, z: torch.Tensor, averaged: bool = True) -> torch.Tensor:
+        """``||dG/dz||_F`` per latent point ``z`` (N, latent_dim), with ``G`` in model units.
+
+        One forward-mode derivative per latent dimension (``torch.func.jvp``); ``averaged``
+        reads the EMA generator when there is one.
+        """
+        net = self.generator_ema.module if averaged and self.generator_ema else self.generator
+
+        def generator(latent):
+            return net(latent).flatten(1) / self.network_scale
+
+        total = z.new_zeros(len(z))
+        for i in range(z.shape[1]):
+            tangent = torch.zeros_like(z)
+            tangent[:, i] = 1.0
+            _, column = torch.func.jvp(generator, (z,), (tangent,))
+            total += column.square().sum(1)
+        return total.sqrt()

@@ -46,7 +46,7 @@ def test_generate_shapes_and_sampler_names():
 
 
 def test_generate_uses_the_ema_generator():
-    gan = small_gan(ema_decay=0.5)
+    gan = small_gan(ema_decay=0.5, jacobian_truncation=None)
     with torch.no_grad():
         gan.generator_ema.module[0].weight.add_(1.0)
     torch.manual_seed(0)
@@ -127,7 +127,7 @@ def test_loss_is_the_generators_objective():
 
 
 def test_data_scale_is_seen_by_the_networks_only():
-    gan = small_gan(pack=2, data_scale=4.0)
+    gan = small_gan(pack=2, data_scale=4.0, jacobian_truncation=None)
     torch.manual_seed(0)
     samples = gan.generate(6)
     torch.manual_seed(0)
@@ -138,6 +138,51 @@ def test_data_scale_is_seen_by_the_networks_only():
     # Images keep their fixed range: the scale applies to vectors only.
     images = small_gan(IMAGES, data_scale=4.0)
     assert images.network_scale == 1.0 and images.generate(3).abs().max() <= 1.0
+
+
+def test_latent_stretch_is_the_frobenius_norm_of_the_generators_jacobian():
+    gan = small_gan(latent_dim=3, data_scale=2.0)
+    z = torch.randn(5, 3)
+    jacobian = torch.func.vmap(torch.func.jacrev(lambda v: gan.generator(v[None])[0] / 2.0))(z)
+    expected = jacobian.flatten(1).norm(dim=1)
+    torch.testing.assert_close(gan.latent_stretch(z, averaged=False), expected)
+
+
+class Bridge(torch.nn.Module):
+    """A generator with two flat modes at -1 and 1 joined by a steep ramp: the bridge draws."""
+
+    def forward(self, z):
+        x = torch.clamp(20.0 * z[:, :1], -1.0, 1.0) + 0.01 * z[:, 1:]
+        return torch.cat([x, 0.01 * z[:, 1:]], dim=1)
+
+
+def test_jacobian_truncation_drops_the_draws_between_modes():
+    """Draws from the ramp between the two modes (|x| < 0.9) have a stretch ~20 / 0.014 times
+    the median; the default truncation removes them and keeps both modes."""
+    gan = small_gan(latent_dim=2, ema_decay=None, data_scale=1.0)
+    gan.generator = Bridge()
+    torch.manual_seed(0)
+    untruncated = gan.model(num_samples=4000)
+    between = lambda x: (x[:, 0].abs() < 0.9).float().mean().item()  # noqa: E731
+    assert between(untruncated) > 0.02
+    torch.manual_seed(0)
+    x = gan.generate(4000)
+    assert x.shape == (4000, 2)
+    assert between(x) == 0.0
+    assert 0.4 < (x[:, 0] > 0).float().mean().item() < 0.6
+    off = small_gan(latent_dim=2, ema_decay=None, data_scale=1.0, jacobian_truncation=None)
+    off.generator = Bridge()
+    assert between(off.generate(4000)) > 0.02
+    # images keep every draw
+    assert small_gan(IMAGES).generate(5).shape == (5, 1, 8, 8)
+
+
+def test_the_latent_dimension_follows_the_data_unless_given():
+    assert GAN(GAN.Config(), VECTORS).config.latent_dim == 2
+    images = GAN(GAN.Config(channels=4), IMAGES)
+    assert images.config.latent_dim == 64
+    assert images.generator.project.in_features == 64
+    assert small_gan(IMAGES, latent_dim=3).generator.project.in_features == 3
 
 
 def test_optimizers_two_time_scales_and_betas():
@@ -185,6 +230,8 @@ def test_config_errors():
         small_gan(pack=0)
     with pytest.raises(ConfigError, match="data_scale"):
         small_gan(data_scale=0.0)
+    with pytest.raises(ConfigError, match="jacobian_truncation"):
+        small_gan(jacobian_truncation=0.5)
     with pytest.raises(ConfigError, match="even"):
         small_gan(DataInfo((1, 7, 7), kind="image"))
 
