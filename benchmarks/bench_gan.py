@@ -40,6 +40,8 @@ CONFIGS: dict[str, dict] = {
     "minimax": {**PLAIN, "loss": "minimax"},
     "nonsaturating": {**PLAIN, "loss": "nonsaturating"},
     "default": {},
+    # the former default on images: the toys' 2-D latent (the default now picks 64 for images)
+    "default, 2-d latent": {"latent_dim": 2},
     "remedies": REMEDIES,
     "remedies + pack 4": {**REMEDIES, "pack": 4},
     "remedies without TTUR": {**REMEDIES, "lr_g_scale": 1.0},

@@ -16,6 +16,7 @@ from probgen.infer.diffusion_samplers import (
     ddim,
     ddim_encode,
     dpm_solver_2m,
+    log_snr_timesteps,
     spaced_timesteps,
 )
 from probgen.infer.schedules import make_betas
@@ -51,6 +52,26 @@ def test_spaced_timesteps_start_at_T_and_keep_the_true_stride():
     assert set(torch.tensor(later).diff().tolist()) <= {-19, -20}
     with pytest.raises(ValueError):
         spaced_timesteps(10, 11)
+
+
+def test_log_snr_timesteps_are_even_in_log_snr_between_their_ends():
+    ab = alpha_bar(1000, "cosine")
+    steps = log_snr_timesteps(ab, 20, 995, 19)
+    assert len(steps) == 20 and steps[0] == 995 and steps[-1] == 19
+    assert all(a > b for a, b in zip(steps, steps[1:]))
+    log_snr = [math.log(ab[k] / (1 - ab[k])) for k in steps]
+    ideal = (log_snr[-1] - log_snr[0]) / 19
+    gaps = torch.tensor(log_snr).diff()
+    # even up to rounding to whole indices, which is coarse only near t = T
+    assert (gaps - ideal).abs().max() < 0.25 * ideal
+    assert (gaps[5:] - ideal).abs().max() < 0.05 * ideal
+    # as many steps as indices: every index once, still decreasing
+    assert log_snr_timesteps(ab, 977, 995, 19) == list(range(995, 18, -1))
+    assert log_snr_timesteps(ab, 1, 995, 19) == [995]
+    with pytest.raises(ValueError):
+        log_snr_timesteps(ab, 978, 995, 19)
+    with pytest.raises(ValueError):
+        log_snr_timesteps(ab, 5, 10, 20)
 
 
 def test_ddim_with_eta_one_is_the_ancestral_sampler():

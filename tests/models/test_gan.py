@@ -183,6 +183,8 @@ def test_the_latent_dimension_follows_the_data_unless_given():
     assert images.config.latent_dim == 64
     assert images.generator.project.in_features == 64
     assert small_gan(IMAGES, latent_dim=3).generator.project.in_features == 3
+    assert images.default_steps == GAN.default_image_steps < GAN.default_steps
+    assert small_gan().default_steps == GAN.default_steps
 
 
 def test_optimizers_two_time_scales_and_betas():
