@@ -45,7 +45,7 @@ def timed(command: list[str]) -> float:
 
 def plain_scores(params_file: Path, x: torch.Tensor, particles: int):
     from probgen.programs.scoring import log_marginal, log_weights
-    from probgen.programs.structure import analyse
+    from probgen.programs.structure import trace_structure
 
     sys.path.insert(0, str(PROGRAM.parent))
     import tutorial_vae
@@ -56,11 +56,9 @@ def plain_scores(params_file: Path, x: torch.Tensor, particles: int):
     pyro.module("encoder", tutorial_vae.encoder, update_module_params=True)
     with torch.no_grad():
         model, guide = tutorial_vae.model, tutorial_vae.guide
-        s = analyse(
-            pyro.poutine.trace(model).get_trace(x), pyro.poutine.trace(guide).get_trace(x), x
-        )
+        s = trace_structure(model, guide, (x,))
         elbo = log_weights(model, guide, s, (x,), 1)[0].mean().item()
-        nll = -log_marginal(model, guide, x, particles).mean().item()
+        nll = -log_marginal(model, guide, s, (x,), particles).mean().item()
     return elbo, nll
 
 

@@ -33,6 +33,7 @@ from probgen.data import load_dataset
 from probgen.metrics.digits_classifier import load_digits_classifier
 from probgen.metrics.suite import evaluate_samples
 from probgen.programs.scoring import log_marginal
+from probgen.programs.structure import trace_structure
 from probgen.runs import TrainState
 from probgen.train import BatchStream, LoopOptions, build_model, seed_everything, train
 
@@ -175,7 +176,13 @@ def main():
         ours_elbo = probgen_vae.elbo(xt, num_particles=10).mean().item()
         torch.manual_seed(0)
         plain_nll = (
-            -log_marginal(plain.model, plain.guide, x_test, num_particles=args.particles)
+            -log_marginal(
+                plain.model,
+                plain.guide,
+                trace_structure(plain.model, plain.guide, (x_test,)),
+                (x_test,),
+                num_particles=args.particles,
+            )
             .mean()
             .item()
         )

@@ -321,12 +321,11 @@ class ProgramModel(GenerativeModel):
         self, x: torch.Tensor, y: torch.Tensor | None = None, num_particles: int = 1000
     ) -> torch.Tensor:
         """Importance-sampled log p(x) per point with the guide as proposal."""
-        parts, left = [], num_particles
-        while left > 0:
-            k = min(100, left)
-            parts.append(self.log_weights_per_point(x, y, k))
-            left -= k
-        return scoring.importance_bound(torch.cat(parts))
+        self.ensure_setup(x, y)
+        with self.pyro_context():
+            return scoring.log_marginal(
+                self.model, self._scoring_guide(), self.structure, (x, y, None), num_particles
+            )
 
     @torch.no_grad()
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -342,15 +341,13 @@ class ProgramModel(GenerativeModel):
         """``log p(x_i, z_ik) - log q(z_ik | x_i)`` of the data plate, ``(k, n)``
         (:func:`probgen.programs.scoring.log_weights`)."""
         self.ensure_setup(x, y)
-        s = self.structure
-        guide = self.guide if s.guide_latents else None
         with self.pyro_context():
-            if s.global_latents or k == 1:
-                return scoring.log_weights(self.model, guide, s, (x, y, None), k)
-            # without global latents, k particles are k copies of the batch: one pass
-            xr = x.repeat(k, *([1] * (x.dim() - 1)))
-            yr = y.repeat(k) if y is not None else None
-            return scoring.log_weights(self.model, guide, s, (xr, yr, None), 1).reshape(k, -1)
+            return scoring.particle_log_weights(
+                self.model, self._scoring_guide(), self.structure, (x, y, None), k
+            )
+
+    def _scoring_guide(self) -> Callable | None:
+        return self.guide if self.structure.guide_latents else None
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -130,19 +130,31 @@ def local_rate(
     return total / num_particles
 
 
-def log_marginal(
-    model: Callable, guide: Callable, x: torch.Tensor, num_particles: int = 1000
+def particle_log_weights(
+    model: Callable, guide: Callable | None, structure: ProgramStructure, args: tuple, k: int
 ) -> torch.Tensor:
-    """Importance-sampled log p(x_i) per point of a model/guide pair taking ``x`` alone, with
-    particles drawn 100 at a time as copies of the batch (models without global latents)."""
-    from probgen.programs.structure import analyse
+    """:func:`log_weights` with ``k`` particles, ``(k, n)``. Without global latents the
+    particles are ``k`` copies of the batch (every tensor in ``args`` repeated), one pass."""
+    if structure.global_latents or k == 1:
+        return log_weights(model, guide, structure, args, k)
+    repeated = tuple(a.repeat(k, *([1] * (a.dim() - 1))) if torch.is_tensor(a) else a for a in args)
+    return log_weights(model, guide, structure, repeated, 1).reshape(k, -1)
 
-    structure = analyse(poutine.trace(model).get_trace(x), poutine.trace(guide).get_trace(x), x)
+
+def log_marginal(
+    model: Callable,
+    guide: Callable | None,
+    structure: ProgramStructure,
+    args: tuple,
+    num_particles: int = 1000,
+    chunk: int = 100,
+) -> torch.Tensor:
+    """Importance-sampled log p(x_i) per point, particles drawn ``chunk`` at a time (the
+    chunks combine exactly through ``logsumexp``)."""
     parts, left = [], num_particles
     while left > 0:
-        k = min(100, left)
-        xr = x.repeat(k, *([1] * (x.dim() - 1)))
-        parts.append(log_weights(model, guide, structure, (xr,), 1).reshape(k, len(x)))
+        k = min(chunk, left)
+        parts.append(particle_log_weights(model, guide, structure, args, k))
         left -= k
     return importance_bound(torch.cat(parts))
 

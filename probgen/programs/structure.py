@@ -15,6 +15,7 @@ nest. The rules follow Pyro's own conventions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -165,3 +166,11 @@ def analyse(model_trace: Trace, guide_trace: Trace, x: torch.Tensor) -> ProgramS
         max_plate_nesting=plate_nesting(model_trace, guide_trace),
         subsampled=bool(frame is not None and frame.full_size not in (None, frame.size)),
     )
+
+
+def trace_structure(model: Callable, guide: Callable | None, args: tuple) -> ProgramStructure:
+    """:func:`analyse` of ``model`` and ``guide`` traced on ``args`` (the batch first)."""
+    from pyro import poutine
+
+    guide_trace = poutine.trace(guide).get_trace(*args) if guide is not None else None
+    return analyse(poutine.trace(model).get_trace(*args), guide_trace, args[0])

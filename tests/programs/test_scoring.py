@@ -7,11 +7,10 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from pyro.infer import config_enumerate
 
 from probgen.programs.scoring import importance_bound, log_weights
-from probgen.programs.structure import analyse
+from probgen.programs.structure import trace_structure
 
 D, K = 3, 2
 W = torch.tensor([[1.0, 0.5], [-0.3, 2.0], [0.7, -1.0]])
@@ -39,11 +38,7 @@ def ppca_marginal(x):
 
 
 def _structure(model, guide, x):
-    return analyse(
-        poutine.trace(model).get_trace(x),
-        poutine.trace(guide).get_trace(x) if guide else None,
-        x,
-    )
+    return trace_structure(model, guide, (x,))
 
 
 def test_exact_posterior_guide_gives_log_marginal_in_every_particle():
