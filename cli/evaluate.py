@@ -43,7 +43,7 @@ def _table(results: dict) -> str:
 
 
 def _load_samples(path: str, data_key: str | None) -> np.ndarray:
-    from probgen.data.datasets import _as_examples, _as_float32, _check_finite
+    from probgen.data.datasets import examples_from_array
     from probgen.data.files import read_npy, read_npz
     from probgen.errors import DataError
 
@@ -56,9 +56,7 @@ def _load_samples(path: str, data_key: str | None) -> np.ndarray:
         array, _ = read_npz(p, data_key or ("x" if "x" in _npz_keys(p) else None), None)
     else:
         raise DataError(f"{p}: samples must be a .npy or .npz file")
-    x, _ = _as_examples(array, str(p))
-    _check_finite(x, str(p))
-    return _as_float32(x, str(p))
+    return examples_from_array(array, str(p))
 
 
 def _fit_sample_shape(samples: np.ndarray, dataset: Dataset, data: str) -> np.ndarray:
@@ -113,6 +111,36 @@ def _npz_keys(p: Path) -> list[str]:
 
     with np.load(p, allow_pickle=False) as f:
         return list(f.keys())
+
+
+def _score_file(
+    samples_file: str,
+    dataset: Dataset,
+    data: str,
+    names: list[str] | None,
+    feature: str | None,
+    seed: int,
+) -> dict:
+    """Sample metrics of the samples in ``samples_file`` against ``dataset``'s held-out part."""
+    from probgen.errors import ConfigError
+    from probgen.evaluation import LIKELIHOOD_METRICS, score_samples
+
+    if names and any(m in LIKELIHOOD_METRICS for m in names):
+        raise ConfigError("likelihood metrics need a run, not a file of samples")
+    samples = _fit_sample_shape(_load_samples(samples_file, None), dataset, data)
+    _warn_if_ranges_differ(samples, dataset.test, data)
+    results = {"n_samples": len(samples), "n_reference": len(dataset.test)}
+    results.update(score_samples(samples, dataset, names, feature, seed))
+    return results
+
+
+def _note_pixel_fallback(feature: str | None, dataset: Dataset) -> None:
+    """Say so when images of this shape have no shipped feature network (pixels are used)."""
+    if feature is None and dataset.kind == "image":
+        from probgen.metrics.features import PIXEL_FALLBACK, default_feature_for
+
+        if default_feature_for(dataset.event_shape) == "pixels":
+            click.echo(f"note: {dataset.event_shape} {PIXEL_FALLBACK}", err=True)
 
 
 def _density_figure(model: GenerativeModel, dataset: Dataset, out: Path) -> None:
@@ -208,15 +236,8 @@ def evaluate(
     if samples_file is not None:
         if data is None:
             raise ConfigError("--samples needs -d DATA to compare against")
-        from probgen.evaluation import LIKELIHOOD_METRICS, score_samples
-
-        if names and any(m in LIKELIHOOD_METRICS for m in names):
-            raise ConfigError("likelihood metrics need a run, not a file of samples")
         dataset = load_dataset(data, data_key=data_key, labels=labels)
-        samples = _fit_sample_shape(_load_samples(samples_file, None), dataset, data)
-        _warn_if_ranges_differ(samples, dataset.test, data)
-        results = {"n_samples": len(samples), "n_reference": len(dataset.test)}
-        results.update(score_samples(samples, dataset, names, feature, seed))
+        results = _score_file(samples_file, dataset, data, names, feature, seed)
     else:
         if run is None:
             raise ConfigError("give a RUN directory, or --samples FILE -d DATA")
@@ -237,11 +258,7 @@ def evaluate(
         Run(run).write_metrics(results)
         if model.supports("log_prob") and tuple(model.data_info.event_shape) == (2,):
             _density_figure(model, dataset, Path(run) / "density.png")
-    if feature is None and dataset.kind == "image":
-        from probgen.metrics.features import PIXEL_FALLBACK, default_feature_for
-
-        if default_feature_for(dataset.event_shape) == "pixels":
-            click.echo(f"note: {dataset.event_shape} {PIXEL_FALLBACK}", err=True)
+    _note_pixel_fallback(feature, dataset)
     click.echo(json.dumps(results, indent=2) if as_json else _table(results))
 
 

@@ -6,14 +6,10 @@ import os
 import re
 import subprocess
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
 from .common import check_count, data_key_option, device_option, labels_option, seed_option
-
-if TYPE_CHECKING:
-    from probgen.runs import Run
 
 
 def _default_out(model: str, data: str) -> str:
@@ -128,26 +124,10 @@ def fit(
     """Fit MODEL to DATA: a name from `probgen list`, or a Pyro program FILE.py:MODEL[,GUIDE]
     or package.module:MODEL[,GUIDE] (plain functions, or a class with model/guide methods)."""
     from probgen.distributed import launched_by_torchrun
-    from probgen.errors import ConfigError
-    from probgen.models.registry import is_builtin
     from probgen.train import fit as fit_model
 
-    program_flags = {
-        "guide": guide,
-        "mcmc": mcmc,
-        "chains": chains,
-        "num_samples": num_samples,
-        "warmup": warmup,
-    }
+    options = [*options, *_program_options(model, guide, mcmc, chains, num_samples, warmup)]
     check_count("--nproc", nproc)
-    check_count("--chains", chains)
-    check_count("--num-samples", num_samples)
-    check_count("--warmup", warmup, low=0)
-    given = {k: v for k, v in program_flags.items() if v is not None}
-    if given and is_builtin(model):
-        flag = "--" + next(iter(given)).replace("_", "-")
-        raise ConfigError(f"{flag} applies to Pyro programs (FILE.py:MODEL), not to {model!r}")
-    options = [*options, *(f"{k}={v}" for k, v in given.items())]
     out = out or _default_out(model, data)
     if nproc > 1 and not launched_by_torchrun():
         sys.exit(_launch(nproc))
@@ -162,7 +142,7 @@ def fit(
         seed=seed,
         device=device,
         quiet=quiet,
-        options=list(options),
+        options=options,
         config_file=config_file,
         data_key=data_key,
         labels=labels,
@@ -171,26 +151,57 @@ def fit(
         checkpoint_every=checkpoint_every,
         precision=precision,
     )
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(_mcmc_summary(model, data, out) if mcmc else _fit_summary(model, data, out))
+
+
+def _program_options(
+    model: str,
+    guide: str | None,
+    mcmc: str | None,
+    chains: int | None,
+    num_samples: int | None,
+    warmup: int | None,
+) -> list[str]:
+    """The Pyro-program flags (--guide, --mcmc, ...) as ``KEY=VALUE`` options, refused for a
+    built-in family."""
+    from probgen.errors import ConfigError
+    from probgen.models.registry import is_builtin
+
+    check_count("--chains", chains)
+    check_count("--num-samples", num_samples)
+    check_count("--warmup", warmup, low=0)
+    flags = {
+        "guide": guide,
+        "mcmc": mcmc,
+        "chains": chains,
+        "num_samples": num_samples,
+        "warmup": warmup,
+    }
+    given = {k: v for k, v in flags.items() if v is not None}
+    if given and is_builtin(model):
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise ConfigError(f"{flag} applies to Pyro programs (FILE.py:MODEL), not to {model!r}")
+    return [f"{k}={v}" for k, v in given.items()]
+
+
+def _fit_summary(model: str, data: str, out: str) -> str:
     from probgen.runs import Run
 
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    run = Run(out)
-    if mcmc:
-        click.echo(_mcmc_summary(model, data, run))
-        return
-    history = run.read_history()
+    history = Run(out).read_history()
     last = history[-1] if history else {}
-    click.echo(
+    return (
         f"fitted {model} on {data}: {int(last.get('step', 0))} steps, "
         f"loss {last.get('loss', float('nan')):.4g}, {last.get('wall_time', 0):.1f} s; "
         f"run saved in {out}"
     )
 
 
-def _mcmc_summary(model: str, data: str, run: Run) -> str:
-    from probgen.runs import read_json
+def _mcmc_summary(model: str, data: str, out: str) -> str:
+    from probgen.atomic_files import read_json
+    from probgen.runs import Run
 
+    run = Run(out)
     diag = read_json(run.path / "diagnostics.json")
     chains = diag["chains"]
     rhat, ess = diag.get("max_r_hat"), diag.get("min_ess")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
 
 from .common import (
@@ -18,9 +21,48 @@ from .common import (
     trust_option,
 )
 
+if TYPE_CHECKING:
+    from probgen.models.base import GenerativeModel
+
 # a PNG is for looking at: beyond these counts it is unreadable (and slow to draw)
 PNG_POINTS = 200_000
 PNG_IMAGES = 4_096
+
+
+def _check_request(
+    model: GenerativeModel, run: str, sampler: str | None, label: int | None, site: str | None
+) -> None:
+    """One line for a sampler, class or site the model in ``run`` does not offer."""
+    from probgen.errors import ConfigError
+
+    if sampler is not None and sampler not in model.samplers:
+        raise ConfigError(f"unknown sampler {sampler!r}; {run} offers {', '.join(model.samplers)}")
+    if label is not None:
+        classes = model.data_info.num_classes
+        if not classes or not model.supports("labels"):
+            raise ConfigError("--class needs a conditional model (fit with --set conditional=true)")
+        if not 0 <= label < classes:
+            raise ConfigError(f"--class must be in 0..{classes - 1}")
+    if site is not None and not model.supports("sites"):
+        raise ConfigError(f"--site applies to Pyro programs; {run} holds a built-in family")
+
+
+def _check_room(
+    out_path: Path, n: int, shape: tuple[int, ...], png: bool, site: str | None
+) -> None:
+    """Refuse, before drawing, a PNG of too many samples or a file the disk cannot hold."""
+    import math
+
+    from probgen.errors import ConfigError
+
+    if png:
+        most = PNG_POINTS if len(shape) == 1 else PNG_IMAGES
+        if n > most:
+            raise ConfigError(
+                f"-n {n}: a PNG shows at most {most:,} samples; write .npy or .npz for more"
+            )
+    elif site is None:  # a program's site may differ from the data's shape: no estimate then
+        check_disk_space(out_path, n * math.prod(shape) * 4)
 
 
 @click.command()
@@ -49,37 +91,17 @@ def sample(
     trust_code: bool,
 ) -> None:
     """Draw N samples from the model in RUN, in the data's own units and shape."""
-    import math
-
     import numpy as np
     import torch
-
-    from probgen.errors import ConfigError
 
     out_path = check_output(out, (".npy", ".npz", ".png"))
     check_count("-n", n)
     check_count("--steps", steps)
     model = load_run_model(run, device, trust_code)
-    if sampler is not None and sampler not in model.samplers:
-        raise ConfigError(f"unknown sampler {sampler!r}; {run} offers {', '.join(model.samplers)}")
-    if label is not None:
-        classes = model.data_info.num_classes
-        if not classes or not model.supports("labels"):
-            raise ConfigError("--class needs a conditional model (fit with --set conditional=true)")
-        if not 0 <= label < classes:
-            raise ConfigError(f"--class must be in 0..{classes - 1}")
-    if site is not None and not model.supports("sites"):
-        raise ConfigError(f"--site applies to Pyro programs; {run} holds a built-in family")
+    _check_request(model, run, sampler, label, site)
     png = out_path.suffix.lower() == ".png"
     shape = tuple(model.data_info.event_shape)
-    if png:
-        most = PNG_POINTS if len(shape) == 1 else PNG_IMAGES
-        if n > most:
-            raise ConfigError(
-                f"-n {n}: a PNG shows at most {most:,} samples; write .npy or .npz for more"
-            )
-    elif site is None:  # a program's site may differ from the data's shape: no estimate then
-        check_disk_space(out_path, n * math.prod(shape) * 4)
+    _check_room(out_path, n, shape, png, site)
     torch.manual_seed(seed)
     options = {} if steps is None else {"steps": steps}
     if site is not None:

@@ -50,40 +50,54 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             items = [value]
         item_type = args[0] if args else str
         return origin(_coerce(v, item_type, key) for v in items)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-            return value.lower() in _TRUE
-        raise ConfigError(f"{key} expects true or false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} expects an integer, got {value!r}")
-        try:
-            as_float = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} expects an integer, got {value!r}") from None
-        if not as_float.is_integer():
-            raise ConfigError(f"{key} expects an integer, got {value!r}")
-        as_int = int(value) if isinstance(value, int) else int(as_float)
-        if abs(as_int) > MAX_INT:
-            raise ConfigError(f"{key}={value} is too large (at most {MAX_INT:,})")
-        return as_int
-    if annotation is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} expects a number, got {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"{key} expects a number, got {value!r}") from None
-        if not math.isfinite(number):
-            raise ConfigError(f"{key} expects a finite number, got {value!r}")
-        return number
-    if annotation is str:
-        if not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{key} expects a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{key}: unsupported option type {annotation!r}")
+    coerce = _SCALARS.get(annotation)
+    if coerce is None:
+        raise ConfigError(f"{key}: unsupported option type {annotation!r}")
+    return coerce(value, key)
+
+
+def _to_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise ConfigError(f"{key} expects true or false, got {value!r}")
+
+
+def _to_int(value: Any, key: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} expects an integer, got {value!r}")
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} expects an integer, got {value!r}") from None
+    if not as_float.is_integer():
+        raise ConfigError(f"{key} expects an integer, got {value!r}")
+    as_int = int(value) if isinstance(value, int) else int(as_float)
+    if abs(as_int) > MAX_INT:
+        raise ConfigError(f"{key}={value} is too large (at most {MAX_INT:,})")
+    return as_int
+
+
+def _to_float(value: Any, key: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} expects a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{key} expects a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{key} expects a finite number, got {value!r}")
+    return number
+
+
+def _to_str(value: Any, key: str) -> str:
+    if not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{key} expects a string, got {value!r}")
+    return str(value)
+
+
+_SCALARS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def parse_set_options(pairs: Iterable[str]) -> dict[str, str]:
@@ -130,7 +144,8 @@ def build_config(config_cls: type, *sources: dict) -> Any:
     """An instance of ``config_cls`` with the keys of ``sources`` applied in order.
 
     Values may be strings (from ``--set``) or JSON values; each is checked and converted to
-    the field's annotated type. Choices a field lists in ``metadata["choices"]`` are enforced.
+    the field's annotated type; fields declared with :func:`choice` are checked by
+    :func:`check_choices`.
     """
     hints = typing.get_type_hints(config_cls)
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
@@ -142,18 +157,23 @@ def build_config(config_cls: type, *sources: dict) -> Any:
                     f"unknown option {key!r} for {config_cls.__qualname__}; "
                     f"valid options: {', '.join(sorted(fields))}"
                 )
-            coerced = _coerce(value, hints[key], key)
-            choices = fields[key].metadata.get("choices")
-            if choices is not None and coerced not in choices:
-                raise ConfigError(
-                    f"{key} must be one of {', '.join(map(str, choices))}, got {coerced!r}"
-                )
-            values[key] = coerced
+            values[key] = _coerce(value, hints[key], key)
     try:
         config = config_cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid options: {exc}") from None
+    check_choices(config)
     return config
+
+
+def check_choices(config: Any) -> None:
+    """Raise :class:`~probgen.errors.ConfigError` unless every field declared with
+    :func:`choice` holds one of its choices: the one check of choice-valued options, for
+    configs from the command line and configs built in Python alike."""
+    for field in dataclasses.fields(config):
+        choices = field.metadata.get("choices")
+        if choices is not None:
+            check_choice(field.name, getattr(config, field.name), choices)
 
 
 def config_to_dict(config: Any) -> dict:

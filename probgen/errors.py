@@ -26,3 +26,9 @@ class RunError(ProbgenError):
 
 class TrainingDiverged(ProbgenError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (or just the type), for one-line error texts."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -55,7 +55,7 @@ def chunked(
 
 def _to_model_space(model: GenerativeModel, v: np.ndarray) -> torch.Tensor:
     # dequantised likelihoods are lower bounds averaged over the noise: draw it, as in training
-    noisy = getattr(model.preprocessor, "dequantize", False)
+    noisy = model.preprocessor.dequantize
     return model.preprocessor.forward(torch.as_tensor(v).to(model.device), train=noisy)
 
 

@@ -42,7 +42,7 @@ def test_json_values_and_order_of_sources():
         ({"steps": "2.5"}, "steps expects an integer"),
         ({"rate": "fast"}, "rate expects a number"),
         ({"flag": "maybe"}, "flag expects true or false"),
-        ({"kind": "c"}, "kind must be one of a, b"),
+        ({"kind": "c"}, "unknown kind 'c'; choose from a, b"),
         ({"sizes": "1,x"}, "sizes expects an integer"),
     ],
 )

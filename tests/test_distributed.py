@@ -47,22 +47,18 @@ def test_two_processes_match_one_on_the_same_global_batch(tmp_path, cls):
 
 
 def test_uneven_batch_is_refused(monkeypatch):
+    from probgen.batches import BatchStream
+    from probgen.data.preprocess import Identity
     from probgen.distributed import ProcessGroup
     from probgen.errors import ConfigError
-    from probgen.train import BatchStream
 
     x = torch.zeros(10, 2)
     try:
-        BatchStream(x, None, _Id(), 5, torch.device("cpu"), 0, ProcessGroup(0, 2, 0))
+        BatchStream(x, None, Identity(), 5, torch.device("cpu"), 0, ProcessGroup(0, 2, 0))
     except ConfigError as exc:
         assert "must divide evenly among 2 processes" in str(exc)
     else:
         raise AssertionError("expected a ConfigError")
-
-
-class _Id:
-    def forward(self, v, train=False, generator=None):
-        return v
 
 
 PROGRAM = """

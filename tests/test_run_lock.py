@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import probgen.runs as runs
+import probgen.run_lock as run_lock
 import probgen.train as train_module
+from probgen.atomic_files import write_atomic
 from probgen.cli.main import main
 from probgen.errors import RunError, TrainingDiverged
-from probgen.runs import RunLock, load_model, write_atomic, writing_run
+from probgen.run_lock import RunLock, writing_run
+from probgen.runs import load_model
 from probgen.train import TrainingInterrupted, fit
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,7 +97,7 @@ def test_concurrent_fits_never_both_succeed(tmp_path, data):
             textwrap.dedent(
                 f"""
                 import sys, time
-                from probgen.runs import RunLock
+                from probgen.run_lock import RunLock
                 RunLock({str(run)!r}).acquire("probgen fit")
                 print("held", flush=True)
                 time.sleep(120)
@@ -184,7 +186,7 @@ def test_a_failed_swap_puts_the_old_run_back(old_run, data, monkeypatch):
             raise OSError(28, "No space left on device")
         return real_rename(src, dst)
 
-    monkeypatch.setattr(runs.os, "rename", rename)
+    monkeypatch.setattr(run_lock.os, "rename", rename)
     with pytest.raises(RunError, match="could not move the new run.*the old run is kept"):
         fit("flow", str(data), old_run, steps=2, quiet=True, options=FLOW, overwrite=True)
     monkeypatch.undo()

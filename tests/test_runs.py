@@ -2,8 +2,9 @@ import json
 
 import pytest
 
+from probgen.atomic_files import write_atomic
 from probgen.errors import RunError
-from probgen.runs import Run, load_model, write_atomic
+from probgen.runs import Run, load_model
 from probgen.train import fit
 from tests.models.test_registry import USER_MODEL
 

@@ -73,15 +73,18 @@ def _encode_labels(labels: np.ndarray, n: int, source: str) -> tuple[np.ndarray,
     return index.astype(np.int64), [c.item() if hasattr(c, "item") else c for c in classes]
 
 
+def _first_bad(bad: np.ndarray) -> tuple[tuple[int, ...], str]:
+    """Where the first ``True`` of ``bad`` is, as an index and as text for the message."""
+    where = np.argwhere(bad)[0]
+    inner = f", index {tuple(where[1:].tolist())}" if len(where) > 1 else ""
+    return tuple(where), f"example {where[0]}{inner}"
+
+
 def _check_finite(x: np.ndarray, source: str) -> None:
     bad = ~np.isfinite(x)
     count = int(bad.sum())
     if count:
-        where = np.argwhere(bad)[0]
-        loc = f"example {where[0]}" + (
-            f", index {tuple(where[1:].tolist())}" if len(where) > 1 else ""
-        )
-        raise DataError(f"{source}: {count} NaN/inf values (first at {loc})")
+        raise DataError(f"{source}: {count} NaN/inf values (first at {_first_bad(bad)[1]})")
 
 
 def _as_float32(x: np.ndarray, source: str) -> np.ndarray:
@@ -90,16 +93,21 @@ def _as_float32(x: np.ndarray, source: str) -> np.ndarray:
     x32 = x.astype(np.float32)
     bad = ~np.isfinite(x32)
     if bad.any():
-        where = np.argwhere(bad)[0]
-        loc = f"example {where[0]}" + (
-            f", index {tuple(where[1:].tolist())}" if len(where) > 1 else ""
-        )
-        value = x[tuple(where)]
+        where, loc = _first_bad(bad)
+        value = x[where]
         raise DataError(
             f"{source}: {int(bad.sum())} values overflow float32 (first {value:.4g} at {loc}; "
             f"the largest float32 is {np.finfo(np.float32).max:.4g})"
         )
     return x32
+
+
+def examples_from_array(array: np.ndarray, source: str) -> np.ndarray:
+    """``array`` as float32 examples first (vectors ``(N, D)`` or images ``(N, C, H, W)``),
+    refused in one line if it holds no numbers, NaN/inf, or values beyond float32."""
+    x, _ = _as_examples(np.asarray(array), source)
+    _check_finite(x, source)
+    return _as_float32(x, source)
 
 
 def check_trainable(dataset: Dataset) -> None:
@@ -172,34 +180,28 @@ def _load_toy(name: str, seed: int) -> Dataset:
     )
 
 
-def _load_digits() -> Dataset:
-    train_x, train_y, test_x, test_y = load_digits_split()
+def _digit_images(name: str, split: tuple[np.ndarray, ...], levels: int, spec: dict) -> Dataset:
+    train_x, train_y, test_x, test_y = split
     return Dataset(
-        "digits",
+        name,
         train_x,
         test_x,
         train_y,
         test_y,
         kind="image",
-        levels=DIGITS_LEVELS,
+        levels=levels,
         classes=list(range(10)),
-        spec={"source": "digits"},
+        spec={"source": name, **spec},
     )
+
+
+def _load_digits() -> Dataset:
+    return _digit_images("digits", load_digits_split(), DIGITS_LEVELS, {})
 
 
 def _load_mnist() -> Dataset:
-    (train_x, train_y, test_x, test_y), origin = load_mnist_split()
-    return Dataset(
-        "mnist",
-        train_x,
-        test_x,
-        train_y,
-        test_y,
-        kind="image",
-        levels=MNIST_LEVELS,
-        classes=list(range(10)),
-        spec={"source": "mnist", **origin, "train_size": len(train_x)},
-    )
+    split, origin = load_mnist_split()
+    return _digit_images("mnist", split, MNIST_LEVELS, {**origin, "train_size": len(split[0])})
 
 
 def _read_path(

@@ -22,6 +22,9 @@ class Preprocessor:
     """Affine map between data units and model space; subclasses fix how it is fitted."""
 
     kind = "identity"
+    #: whether ``forward(v, train=True)`` adds uniform dequantisation noise, so the fit loop
+    #: must keep the data in data units and map each batch as it is drawn
+    dequantize: bool = False
 
     def forward(
         self, v: torch.Tensor, train: bool = False, generator: torch.Generator | None = None

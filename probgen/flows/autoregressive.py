@@ -24,7 +24,7 @@ from probgen.flows.core import Bijection
 from probgen.nn.mlp import activation
 
 if TYPE_CHECKING:
-    from probgen.flows.elementwise import Affine, RationalQuadraticSpline
+    from probgen.flows.elementwise import Elementwise
 
 
 class MaskedLinear(nn.Linear):
@@ -75,11 +75,7 @@ class MaskedAutoregressive(Bijection):
     """``z_i = g(x_i; theta_i(x_{<i}))`` with ``g`` an elementwise map and ``theta`` from MADE."""
 
     def __init__(
-        self,
-        features: int,
-        elementwise: Affine | RationalQuadraticSpline,
-        hidden: Sequence[int],
-        act: str = "relu",
+        self, features: int, elementwise: Elementwise, hidden: Sequence[int], act: str = "relu"
     ) -> None:
         super().__init__()
         self.elementwise = elementwise

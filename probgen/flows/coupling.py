@@ -24,7 +24,7 @@ from probgen.flows.core import Bijection
 from probgen.nn.mlp import MLP
 
 if TYPE_CHECKING:
-    from probgen.flows.elementwise import Affine, RationalQuadraticSpline
+    from probgen.flows.elementwise import Elementwise
 
 
 class Coupling(Bijection):
@@ -35,11 +35,7 @@ class Coupling(Bijection):
     """
 
     def __init__(
-        self,
-        features: int,
-        elementwise: Affine | RationalQuadraticSpline,
-        hidden: Sequence[int],
-        act: str = "relu",
+        self, features: int, elementwise: Elementwise, hidden: Sequence[int], act: str = "relu"
     ) -> None:
         super().__init__()
         if features < 2:

@@ -119,3 +119,7 @@ class RationalQuadraticSpline:
         # the numerically stable root of a xi^2 + b xi + c = 0 that lies in [0, 1]
         xi = 2 * c / (-b - torch.sqrt((b * b - 4 * a * c).clamp_min(0)))
         return torch.where(inside, x0 + xi * w, z)
+
+
+Elementwise = Affine | RationalQuadraticSpline
+"""The elementwise maps ``g(x; theta)`` a coupling or autoregressive layer applies."""

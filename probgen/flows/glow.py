@@ -19,7 +19,7 @@ from torch import nn
 from probgen.flows.core import Bijection
 
 if TYPE_CHECKING:
-    from probgen.flows.elementwise import Affine, RationalQuadraticSpline
+    from probgen.flows.elementwise import Elementwise
 
 
 class Squeeze(Bijection):
@@ -44,9 +44,7 @@ class ConvCoupling(Bijection):
     applied at every pixel of ``x_b``; ``log|det|`` sums ``log g'`` over those pixels.
     """
 
-    def __init__(
-        self, channels: int, elementwise: Affine | RationalQuadraticSpline, hidden: int
-    ) -> None:
+    def __init__(self, channels: int, elementwise: Elementwise, hidden: int) -> None:
         super().__init__()
         if channels < 2:
             raise ValueError("a channel coupling needs at least two channels")

@@ -168,7 +168,7 @@ class MinibatchStd(nn.Module):
     Stability, and Variation", section 3.
     """
 
-    def __init__(self, group_size: int = 4):
+    def __init__(self, group_size: int = 4) -> None:
         super().__init__()
         self.group_size = int(group_size)
 

@@ -5,8 +5,9 @@ For ``p(x) = exp(-E(x)) / Z``, the gradient of the negative log-likelihood is
     d/dtheta [-log p(x)] = dE(x)/dtheta - E_{x- ~ p}[dE(x-)/dtheta],
 
 data energies pushed down, the model's own samples ("negatives") pushed up; ``Z`` never appears.
-The negatives come from a few Langevin steps (:func:`probgen.infer.langevin.langevin_dynamics`
-on the score ``-grad_x E``) started from one of three places:
+The negatives come from a few Langevin steps
+(:func:`probgen.infer.langevin_particles.langevin_dynamics` on the score ``-grad_x E``) started
+from one of three places:
 
 - ``"cd"``: the data batch itself, CD-k (Hinton 2002);
 - ``"persistent"``: a replay buffer of past chain states, a fraction re-drawn from noise each step
@@ -46,7 +47,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from probgen.infer.langevin import langevin_dynamics, score_of
+from probgen.infer.langevin_particles import langevin_dynamics, score_of
+from probgen.infer.noise import randn_like
 
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -131,8 +133,7 @@ def data_jump(
     n = x.shape[0]
     bandwidth = scott_bandwidth(data).reshape(data.shape[1:])
     pick = torch.randint(len(data), (n,), generator=generator, device=data.device)
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    proposal = data[pick] + bandwidth * noise
+    proposal = data[pick] + bandwidth * randn_like(x, generator)
     log_ratio = (
         energy_fn(x)
         - energy_fn(proposal)

@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import torch
 
+from probgen.infer.noise import randn_like
+
 
 class Prediction(NamedTuple):
     """The model's estimate of ``x_0`` at one step, and its learned variance if any.
@@ -86,10 +88,6 @@ def _pairs(alpha_bar: Sequence[float], timesteps: Sequence[int]) -> list[tuple[f
     return [(alpha_bar[k], p) for k, p in zip(timesteps, nxt)]
 
 
-def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-
-
 @torch.no_grad()
 def ancestral(
     predict: Predictor,
@@ -126,9 +124,9 @@ def ancestral(
             return mean
         if variance == "learned":
             std = p.var_interp.mul(h1).add_(h0).exp_()
-            x = mean.addcmul_(std, _noise(x, generator))
+            x = mean.addcmul_(std, randn_like(x, generator))
         else:
-            x = mean.add_(_noise(x, generator), alpha=sigma)
+            x = mean.add_(randn_like(x, generator), alpha=sigma)
     return x
 
 
@@ -157,7 +155,7 @@ def ddim(
     for k, (c0, ce, sigma) in zip(timesteps, steps):
         x = predict(x, k).x0.mul(c0).add_(x, alpha=ce)
         if sigma > 0:
-            x.add_(_noise(x, generator), alpha=sigma)
+            x.add_(randn_like(x, generator), alpha=sigma)
     return x
 
 

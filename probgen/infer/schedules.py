@@ -87,7 +87,7 @@ class NoiseSchedule(nn.Module):
     ``posterior_coef_x0`` (c0) and ``posterior_coef_xt`` (ct).
     """
 
-    def __init__(self, betas: torch.Tensor):
+    def __init__(self, betas: torch.Tensor) -> None:
         super().__init__()
         b = torch.as_tensor(betas, dtype=torch.float64)
         abar = torch.cumprod(1 - b, 0)

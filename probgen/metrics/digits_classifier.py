@@ -11,7 +11,6 @@ of generated classes. The weights load from the package; nothing is downloaded.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from probgen.metrics.shipped_classifier import (
     FEATURE_DIM,
@@ -31,23 +30,7 @@ class DigitsClassifier(ShippedClassifier):
     side = 8
     max_intensity = MAX_INTENSITY
     name = "digits"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(64 * 2 * 2, FEATURE_DIM),
-            nn.ReLU(),
-        )
-        self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)
+    pools = (False, True, True)
 
 
 def load_digits_classifier(device: torch.device | str = "cpu") -> DigitsClassifier:

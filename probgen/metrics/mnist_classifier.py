@@ -14,7 +14,6 @@ from importlib import resources
 
 import torch
 from safetensors import safe_open
-from torch import nn
 
 from probgen.metrics.shipped_classifier import (
     FEATURE_DIM,
@@ -36,24 +35,7 @@ class MnistClassifier(ShippedClassifier):
     side = SIDE
     max_intensity = MAX_INTENSITY
     name = "MNIST"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(64 * 3 * 3, FEATURE_DIM),
-            nn.ReLU(),
-        )
-        self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)
+    pools = (True, True, True)
 
 
 def load_mnist_classifier(device: torch.device | str = "cpu") -> MnistClassifier:

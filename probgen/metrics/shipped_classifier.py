@@ -1,8 +1,9 @@
 """What the digit classifiers shipped with probgen share: input checks, features, logits and
 loading their weights from the package (never downloaded).
 
-A subclass builds ``body`` (images in 0..1 -> ``(N, FEATURE_DIM)`` penultimate activations) and
-``head`` (-> class logits) and says which images it reads (``side``, ``max_intensity``, ``name``).
+Every one is the same small CNN (:func:`conv_body`, then a linear ``head`` to the class logits);
+a subclass says which images it reads (``side``, ``max_intensity``, ``name``) and after which
+convolutions the network pools (``pools``).
 """
 
 from __future__ import annotations
@@ -22,14 +23,34 @@ NUM_CLASSES = 10
 Classifier = TypeVar("Classifier", bound="ShippedClassifier")
 
 
+def conv_body(side: int, pools: tuple[bool, ...]) -> nn.Sequential:
+    """``(N, 1, side, side) -> (N, FEATURE_DIM)``: 3x3 convolutions of 32, 64 and 64 channels
+    with ReLU, each followed by a 2x2 max-pool where ``pools`` says, then a linear layer of the
+    flattened map to ``FEATURE_DIM`` with ReLU (the penultimate activations)."""
+    layers: list[nn.Module] = []
+    channels = 1
+    for width, pool in zip((32, 64, 64), pools, strict=True):
+        layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
+        if pool:
+            layers.append(nn.MaxPool2d(2))
+            side //= 2
+        channels = width
+    layers += [nn.Flatten(), nn.Linear(channels * side * side, FEATURE_DIM), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
 class ShippedClassifier(nn.Module):
     """A CNN on ``(N, 1, side, side)`` digits in data units (0..``max_intensity``)."""
 
     side: ClassVar[int]
     max_intensity: ClassVar[float]
     name: ClassVar[str]
-    body: nn.Module
-    head: nn.Module
+    pools: ClassVar[tuple[bool, bool, bool]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = conv_body(self.side, self.pools)
+        self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Digits in data units, ``(N, 1, side, side)`` or ``(N, side**2)``, as

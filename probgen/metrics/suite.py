@@ -144,6 +144,35 @@ def _image_metrics(
     return out
 
 
+def _checked_pair(
+    samples: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor, kind: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples and reference as tensors of one example shape, ``(N, D)`` or ``(N, C, H, W)``."""
+    if kind not in ("vector", "image"):
+        raise ConfigError(f"kind must be 'vector' or 'image', got {kind!r}")
+    x, ref = _as_tensor(samples, "samples"), _as_tensor(reference, "reference")
+    expected_ndim = 2 if kind == "vector" else 4
+    if x.ndim != expected_ndim or x.shape[1:] != ref.shape[1:]:
+        raise DataError(
+            f"{kind} samples {tuple(x.shape)} and reference {tuple(ref.shape)} must both be "
+            f"{'(N, D)' if kind == 'vector' else '(N, C, H, W)'} with the same example shape"
+        )
+    return x, ref
+
+
+def _checked_train(
+    train: np.ndarray | torch.Tensor | None, ref: torch.Tensor
+) -> torch.Tensor | None:
+    """The training images for memorisation, refused unless shaped like the reference."""
+    train = None if train is None else torch.as_tensor(train)
+    if train is not None and train.shape[1:] != ref.shape[1:]:
+        raise DataError(
+            f"training images {tuple(train.shape)} and reference {tuple(ref.shape)} "
+            "must have the same example shape"
+        )
+    return train
+
+
 def evaluate_samples(
     samples: np.ndarray | torch.Tensor,
     reference: np.ndarray | torch.Tensor,
@@ -178,15 +207,7 @@ def evaluate_samples(
     Raises:
         ConfigError: an unknown metric, or one that does not apply to ``kind``.
     """
-    if kind not in ("vector", "image"):
-        raise ConfigError(f"kind must be 'vector' or 'image', got {kind!r}")
-    x, ref = _as_tensor(samples, "samples"), _as_tensor(reference, "reference")
-    expected_ndim = 2 if kind == "vector" else 4
-    if x.ndim != expected_ndim or x.shape[1:] != ref.shape[1:]:
-        raise DataError(
-            f"{kind} samples {tuple(x.shape)} and reference {tuple(ref.shape)} must both be "
-            f"{'(N, D)' if kind == 'vector' else '(N, C, H, W)'} with the same example shape"
-        )
+    x, ref = _checked_pair(samples, reference, kind)
     extractor = None
     if kind == "image":
         if value_range is None:
@@ -201,12 +222,7 @@ def evaluate_samples(
         features = None
         if any(m in names for m in ("fid", "kid", *PRDC_METRICS)):
             features = (extractor.features(x), extractor.features(ref))
-        train = None if train is None else torch.as_tensor(train)
-        if train is not None and train.shape[1:] != ref.shape[1:]:
-            raise DataError(
-                f"training images {tuple(train.shape)} and reference {tuple(ref.shape)} "
-                "must have the same example shape"
-            )
+        train = _checked_train(train, ref)
         out = _image_metrics(names, x, ref, features, extractor, seed, train, value_range)
     if any(m in names for m in PRDC_METRICS):
         prdc = precision_recall_density_coverage(features[1], features[0])

@@ -25,10 +25,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 import torch
 from pyro.nn import PyroModule
 
+from probgen.config import check_choice, check_choices
 from probgen.data.preprocess import Identity, Preprocessor
 
 if TYPE_CHECKING:
     from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+
+Labels = torch.Tensor | None
+"""Optional integer class labels, one per example (``None``: unlabelled, or any class)."""
+
+# the optional methods: a family that overrides one offers the capability of the same name
+OPTIONAL_METHODS = ("log_prob", "elbo", "log_marginal", "encode", "decode", "guide", "mcmc_kernel")
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ class GenerativeModel(PyroModule):
 
     def __init__(self, config: Any, data_info: DataInfo) -> None:
         super().__init__()
+        check_choices(config)
         self.config = config
         self.data_info = data_info
         self.preprocessor: Preprocessor = Identity()
@@ -186,17 +194,34 @@ class GenerativeModel(PyroModule):
 
     # -- using a fitted model ----------------------------------------------------------------
     def generate(
-        self, n: int, y: torch.Tensor | None = None, sampler: str | None = None, **options: Any
+        self, n: int, y: Labels = None, sampler: str | None = None, **options: Any
     ) -> torch.Tensor:
-        """Draw ``n`` examples in model space, shape ``(n, *event_shape)``."""
+        """Draw ``n`` examples in model space, shape ``(n, *event_shape)``, by ``sampler``
+        (one of :attr:`samplers`; ``None`` is the first).
+
+        ``options`` are the family's sampler settings; ``steps`` (the sampler's number of steps,
+        where it has one) is common to every family, and a family without steps ignores it.
+        """
         raise NotImplementedError
 
     @torch.no_grad()
     def sample(
-        self, n: int, y: torch.Tensor | None = None, sampler: str | None = None, **options: Any
+        self, n: int, y: Labels = None, sampler: str | None = None, **options: Any
     ) -> torch.Tensor:
-        """Draw ``n`` examples in the data's own units and shape."""
-        return self.preprocessor.inverse(self.generate(n, y=y, sampler=sampler, **options))
+        """Draw ``n`` examples in the data's own units and shape (:meth:`generate`, mapped
+        back by :meth:`to_data_units`)."""
+        return self.to_data_units(self.generate(n, y=y, sampler=sampler, **options), **options)
+
+    def to_data_units(self, values: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Model-space draws of :meth:`generate` (called with ``options``) in the data's units."""
+        return self.preprocessor.inverse(values)
+
+    def choose_sampler(self, sampler: str | None) -> str:
+        """``sampler``, or the default (the first of :attr:`samplers`) for ``None``; an unknown
+        name is a :class:`~probgen.errors.ConfigError` listing the valid ones."""
+        sampler = sampler or self.samplers[0]
+        check_choice("sampler", sampler, self.samplers)
+        return sampler
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log-density of model-space ``x``, one value per example (where exact)."""
@@ -236,20 +261,22 @@ class GenerativeModel(PyroModule):
         """Starting points of ``num_chains`` chains for :meth:`mcmc_kernel`."""
         raise NotImplementedError
 
+    def takes_labels(self) -> bool:
+        """Whether the model is class-conditional: it reads labels ``y`` (and ``generate``
+        draws the classes it is given). Class-conditional families override this."""
+        return False
+
     def capabilities(self) -> frozenset[str]:
         """The one capability query: what the CLI, evaluation and inspection may ask of it.
 
-        By default: ``sample``, each of ``log_prob``, ``elbo``, ``log_marginal``, ``encode``,
-        ``decode``, ``guide``, ``mcmc_kernel`` the family overrides, and ``labels`` for a
-        class-conditional model. Families whose capabilities
-        depend on the data or the program override this.
+        By default: ``sample``, each of :data:`OPTIONAL_METHODS` the family overrides, and
+        ``labels`` for a class-conditional model (:meth:`takes_labels`) of labelled data.
+        Families whose capabilities depend on the data or the program override this.
         """
-        caps = {"sample"}
-        methods = ("log_prob", "elbo", "log_marginal", "encode", "decode", "guide", "mcmc_kernel")
-        for method in methods:
-            if getattr(type(self), method) is not getattr(GenerativeModel, method):
-                caps.add(method)
-        if self.data_info.num_classes and getattr(self.config, "conditional", False):
+        family = type(self).__mro__
+        own = family[: family.index(GenerativeModel)]  # the classes below the contract
+        caps = {"sample"} | {m for m in OPTIONAL_METHODS if any(m in vars(c) for c in own)}
+        if self.data_info.num_classes and self.takes_labels():
             caps.add("labels")
         return frozenset(caps)
 

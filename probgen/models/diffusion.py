@@ -44,7 +44,6 @@ Models"; Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models"; Saliman
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import ClassVar
 
 import pyro
@@ -52,7 +51,6 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from probgen.config import check_choice
 from probgen.errors import ConfigError
 from probgen.infer.diffusion_samplers import (
     Prediction,
@@ -65,104 +63,15 @@ from probgen.infer.diffusion_samplers import (
     spaced_timesteps,
 )
 from probgen.infer.schedules import NoiseSchedule, make_betas
-from probgen.models.base import Batch, DataInfo, GenerativeModel
+from probgen.models.base import Batch, DataInfo, GenerativeModel, Labels
+from probgen.models.diffusion_bound import chain_term, prior_term
+from probgen.models.diffusion_config import DiffusionConfig, denoiser_network
+from probgen.models.diffusion_parameterization import (
+    reverse_log_variance,
+    simple_target,
+    x0_estimate,
+)
 from probgen.nn.ema import EMA
-from probgen.nn.embeddings import SinusoidalEmbedding
-from probgen.nn.mlp import MLP
-from probgen.nn.unet import UNet
-
-PARAMETERIZATIONS = ("eps", "x0", "v")
-VARIANCES = ("beta", "posterior", "learned")
-OBJECTIVES = ("elbo", "simple", "hybrid")
-
-
-@dataclass
-class DiffusionConfig:
-    """Hyperparameters of :class:`Diffusion`.
-
-    Attributes:
-        timesteps: T, the length of the chain.
-        schedule: ``"linear"`` (1e-4 to 0.02 at T = 1000), ``"cosine"`` or ``"given"``.
-        betas: the T betas when ``schedule="given"``.
-        parameterization: what the network predicts, ``"eps"``, ``"x0"`` or ``"v"``.
-        variance: reverse variance ``"beta"``, ``"posterior"`` or ``"learned"``.
-        objective: ``"elbo"``, ``"simple"`` or ``"hybrid"`` (L_simple + vlb_weight L_vlb).
-        vlb_weight: lambda of the hybrid objective, on L_vlb in nats per dimension.
-        hidden: hidden widths of the vector network (an MLP on ``[x, emb(x), emb(t)]``).
-        time_embedding_dim: sinusoidal embedding width of the vector network's time.
-        input_embedding_dim: sinusoidal features per coordinate of ``x`` in the vector network
-            (0: ``x`` alone); they let the MLP make the sharp, many-mode denoisers that
-            tightly clustered data needs (Tancik et al. 2020): on 25gaussians 96% of DDIM
-            samples within 3 std after 8000 steps with them, 80% after 15000 without.
-        input_embedding_scale: highest angular frequency of those features, per model unit.
-        channels: first-resolution width of the image U-Net.
-        channel_mults: U-Net width multipliers, one per resolution.
-        res_blocks: U-Net residual blocks per resolution.
-        dropout: U-Net dropout inside the residual blocks; 0.1 as in Ho et al.'s CIFAR-10
-            model: on the 1500 digits it took test bits/dim from 2.47 to 1.97 (a U-Net
-            without it memorises small image sets).
-        ema_decay: decay of the weight average that samples and bounds are computed with.
-        grad_clip: maximum gradient norm per step, or ``None``.
-    """
-
-    timesteps: int = 1000
-    schedule: str = "cosine"
-    betas: tuple[float, ...] = ()
-    parameterization: str = "eps"
-    variance: str = "learned"
-    objective: str = "hybrid"
-    vlb_weight: float = 0.001
-    hidden: tuple[int, ...] = (256, 256, 256)
-    time_embedding_dim: int = 64
-    input_embedding_dim: int = 32
-    input_embedding_scale: float = 25.0
-    channels: int = 32
-    channel_mults: tuple[int, ...] = (1, 2)
-    res_blocks: int = 1
-    dropout: float = 0.1
-    ema_decay: float = 0.999
-    grad_clip: float | None = 1.0
-
-
-class TimeConditionedMLP(nn.Module):
-    """``f(x, t) = MLP([x, emb(x_1), ..., emb(x_D), emb(t)])`` for vectors ``x`` ``(N, D)``.
-
-    ``emb(x_i)`` are sinusoidal features of each coordinate at frequencies from
-    ``input_scale`` down (none when ``input_embedding_dim`` is 0): an MLP on raw coordinates
-    learns high-frequency functions slowly (the spectral bias of Tancik et al. 2020,
-    "Fourier features let networks learn high frequency functions in low dimensional domains").
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        hidden: tuple[int, ...],
-        out_dim: int,
-        embedding_dim: int,
-        input_embedding_dim: int = 32,
-        input_scale: float = 25.0,
-    ):
-        super().__init__()
-        self.embedding = SinusoidalEmbedding(embedding_dim)
-        self.input_embedding = (
-            SinusoidalEmbedding(input_embedding_dim, scale=input_scale)
-            if input_embedding_dim
-            else None
-        )
-        self.mlp = MLP(dim * (1 + input_embedding_dim) + embedding_dim, hidden, out_dim)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        features = [x, self.embedding(t)]
-        if self.input_embedding is not None:
-            features.append(self.input_embedding(x).reshape(x.shape[0], -1))
-        return self.mlp(torch.cat(features, dim=-1))
-
-
-def _combine(a, x: torch.Tensor, b, y: torch.Tensor) -> torch.Tensor:
-    """``a x + b y``, fused when the coefficients are Python floats (one sampling step)."""
-    if isinstance(a, float):
-        return x.mul(a).add_(y, alpha=b)
-    return a * x + b * y
 
 
 class Diffusion(GenerativeModel):
@@ -191,11 +100,8 @@ class Diffusion(GenerativeModel):
     image_range = (-1.0, 1.0)
     dequantize = True
 
-    def __init__(self, config: DiffusionConfig, data_info: DataInfo):
+    def __init__(self, config: DiffusionConfig, data_info: DataInfo) -> None:
         super().__init__(config, data_info)
-        check_choice("parameterization", config.parameterization, PARAMETERIZATIONS)
-        check_choice("variance", config.variance, VARIANCES)
-        check_choice("objective", config.objective, OBJECTIVES)
         if config.variance == "learned" and config.objective == "simple":
             raise ConfigError("variance='learned' needs objective='hybrid' or 'elbo' to train it")
         self.schedule = NoiseSchedule(make_betas(config.schedule, config.timesteps, config.betas))
@@ -203,35 +109,15 @@ class Diffusion(GenerativeModel):
         self._alpha_bar = self.schedule.alpha_bar64.tolist()
         self._betas = self.schedule.betas64.tolist()
         self._learned = config.variance == "learned"
-        out_factor = 2 if self._learned else 1
-        if data_info.kind == "image":
-            if len(data_info.event_shape) != 3:
-                raise ConfigError(f"images must be (C, H, W), got {data_info.event_shape}")
-            channels = data_info.event_shape[0]
-            network = UNet(
-                channels,
-                out_factor * channels,
-                channels=config.channels,
-                channel_mults=config.channel_mults,
-                num_res_blocks=config.res_blocks,
-                dropout=config.dropout,
-            )
-        else:
-            network = TimeConditionedMLP(
-                data_info.dim,
-                config.hidden,
-                out_factor * data_info.dim,
-                config.time_embedding_dim,
-                config.input_embedding_dim,
-                config.input_embedding_scale,
-            )
-        self.network = network
-        self.ema = EMA(network, config.ema_decay)
+        self.network = denoiser_network(config, data_info)
+        self.ema = EMA(self.network, config.ema_decay)
         if data_info.kind != "image":
             self.default_steps = self.default_vector_steps
 
     # -- the denoiser ----------------------------------------------------------------------
-    def _network_output(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor):
+    def _network_output(
+        self, net: nn.Module, x: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The network's prediction and learned-variance output for ``x`` of any batch shape.
 
         ``t`` holds one step index per example or a single one for all.
@@ -252,41 +138,25 @@ class Diffusion(GenerativeModel):
             var_interp = None if var_interp is None else var_interp.reshape(x.shape)
         return out, var_interp
 
-    def _x0_estimate(self, out, x, s0, s1):
-        """``x0_hat`` from the network output, with ``x_t = s0 x_0 + s1 eps``."""
-        kind = self.config.parameterization
-        if kind == "eps":
-            return _combine(1 / s0, x, -s1 / s0, out)
-        if kind == "x0":
-            return out
-        return _combine(s0, x, -s1, out)  # v = s0 eps - s1 x_0
-
     def _predictor(self, clip: bool) -> Predictor:
         net = self.ema.module
         alpha_bar = self._alpha_bar
         value_range = self.data_info.value_range if clip else None
+        parameterization = self.config.parameterization
 
         def predict(x: torch.Tensor, k: int) -> Prediction:
             out, var_interp = self._network_output(net, x, x.new_full((1,), float(k)))
             s0, s1 = math.sqrt(alpha_bar[k]), math.sqrt(1.0 - alpha_bar[k])
-            x0 = self._x0_estimate(out, x, s0, s1)
+            x0 = x0_estimate(parameterization, out, x, s0, s1)
             if value_range is not None:
                 x0 = x0.clamp(*value_range)
             return Prediction(x0, var_interp)
 
         return predict
 
-    def _reverse_log_variance(self, k: torch.Tensor, var_interp, ndim: int) -> torch.Tensor:
-        """``log sigma_t^2`` of ``p_theta(x_{t-1} | x_t)`` at step indices ``k``."""
-        if self.config.variance == "beta":
-            return self.schedule.at("log_betas", k, ndim)
-        log_post = self.schedule.at("posterior_log_variance", k, ndim)
-        if self.config.variance == "posterior":
-            return log_post
-        frac = (var_interp + 1) / 2
-        return frac * self.schedule.at("log_betas", k, ndim) + (1 - frac) * log_post
-
-    def _reverse_step(self, net, x_t: torch.Tensor, k: torch.Tensor, clip: bool = False):
+    def _reverse_step(
+        self, net: nn.Module, x_t: torch.Tensor, k: torch.Tensor, clip: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean and log-variance of ``p_theta(x_{t-1} | x_t)`` (``k = t - 1`` per example).
 
         ``clip`` clamps ``x0_hat`` to the data's known range (images) as the samplers do, so
@@ -295,7 +165,8 @@ class Diffusion(GenerativeModel):
         """
         out, var_interp = self._network_output(net, x_t, k.to(x_t.dtype))
         nd = x_t.dim()
-        x0 = self._x0_estimate(
+        x0 = x0_estimate(
+            self.config.parameterization,
             out,
             x_t,
             self.schedule.at("sqrt_alpha_bar", k, nd),
@@ -307,10 +178,13 @@ class Diffusion(GenerativeModel):
             self.schedule.at("posterior_coef_x0", k, nd) * x0
             + self.schedule.at("posterior_coef_xt", k, nd) * x_t
         )
-        return mean, self._reverse_log_variance(k, var_interp, nd), out
+        log_var = reverse_log_variance(self.config.variance, self.schedule, k, var_interp, nd)
+        return mean, log_var, out
 
     # -- the Pyro programs -----------------------------------------------------------------
-    def model(self, x=None, y=None, num_samples: int = 1):
+    def model(
+        self, x: torch.Tensor | None = None, y: Labels = None, num_samples: int = 1
+    ) -> torch.Tensor:
         """The reverse chain ``x_T ~ N(0, I), x_{t-1} ~ N(mu_theta(x_t, t), sigma_t^2 I)``.
 
         ``x_0`` is observed when ``x`` is given; ``model()`` draws ``num_samples`` examples.
@@ -332,7 +206,7 @@ class Diffusion(GenerativeModel):
                 )
         return x_t
 
-    def guide(self, x, y=None):
+    def guide(self, x: torch.Tensor, y: Labels = None) -> None:
         """The forward process ``q(x_{1:T} | x_0)``: ``x_t ~ N(sqrt(1-beta_t) x_{t-1}, beta_t I)``.
 
         It has no parameters.
@@ -348,38 +222,21 @@ class Diffusion(GenerativeModel):
                 )
 
     # -- the bound -------------------------------------------------------------------------
-    def _prior_term(self, x0: torch.Tensor) -> torch.Tensor:
-        """``L_T = KL(N(sqrt(abar_T) x_0, (1 - abar_T) I) || N(0, I))`` per example."""
-        ab = self._alpha_bar[-1]
-        kl = 0.5 * (ab * x0.square() - ab - math.log1p(-ab))
-        return kl.reshape(x0.shape[0], -1).sum(1)
-
-    def _chain_term(self, x0, x_t, k, mean, log_var) -> torch.Tensor:
-        """``L_{t-1}`` (KL to the forward posterior) for ``k >= 1``, ``L_0`` for ``k = 0``.
-
-        KL(N(m_q, v_q) || N(m_p, v_p)) = 1/2 (log v_p - log v_q + (v_q + (m_q - m_p)^2)/v_p - 1)
-        and ``L_0 = 1/2 (log 2 pi v_p + (x_0 - m_p)^2 / v_p)``, summed over dimensions.
-        """
-        nd = x0.dim()
-        mean_q, var_q = self.schedule.q_posterior(x0, x_t, k)
-        # the clipped log-variance is finite at k = 0, whose KL is then discarded
-        log_var_q = self.schedule.at("posterior_log_variance", k, nd)
-        inv_var = torch.exp(-log_var)
-        kl = 0.5 * (log_var - log_var_q + (var_q + (mean_q - mean).square()) * inv_var - 1)
-        nll = 0.5 * (math.log(2 * math.pi) + log_var + (x0 - mean).square() * inv_var)
-        first = (k == 0).reshape(*k.shape, *([1] * (nd - k.dim())))
-        return torch.where(first, nll, kl).reshape(x0.shape[0], -1).sum(1)
-
     def _terms(
-        self, net, x0: torch.Tensor, k: torch.Tensor, detach_mean: bool = False, clip: bool = False
-    ):
+        self,
+        net: nn.Module,
+        x0: torch.Tensor,
+        k: torch.Tensor,
+        detach_mean: bool = False,
+        clip: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One draw ``x_t ~ q(x_t | x_0)`` per example: noise, network output and ``L_{t-1}``."""
         noise = torch.randn_like(x0)
         x_t = self.schedule.q_sample(x0, k, noise)
         mean, log_var, out = self._reverse_step(net, x_t, k, clip=clip)
         if detach_mean:
             mean = mean.detach()
-        return noise, out, self._chain_term(x0, x_t, k, mean, log_var)
+        return noise, out, chain_term(self.schedule, x0, x_t, k, mean, log_var)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The training objective and its parts for one batch (``t`` drawn per example).
@@ -392,10 +249,11 @@ class Diffusion(GenerativeModel):
         k = torch.randint(steps, (x0.shape[0],), device=x0.device)
         objective = self.config.objective
         noise, out_net, chain = self._terms(self.network, x0, k, detach_mean=objective == "hybrid")
-        vlb = ((self._prior_term(x0) + steps * chain) / self.data_info.dim).mean()
+        vlb = ((prior_term(x0, self._alpha_bar[-1]) + steps * chain) / self.data_info.dim).mean()
         out = {"vlb": vlb}
         if objective != "elbo":
-            out["mse"] = self._simple_loss(x0, noise, out_net, k)
+            target = simple_target(self.config.parameterization, self.schedule, x0, noise, k)
+            out["mse"] = (out_net - target).square().mean()
         if objective == "elbo":
             out["loss"] = vlb
         elif objective == "simple":
@@ -404,28 +262,17 @@ class Diffusion(GenerativeModel):
             out["loss"] = out["mse"] + self.config.vlb_weight * vlb
         return out
 
-    def _simple_loss(self, x0, noise, out, k) -> torch.Tensor:
-        """Mean squared error of the network output against its target eps, x_0 or v."""
-        kind = self.config.parameterization
-        if kind == "eps":
-            target = noise
-        elif kind == "x0":
-            target = x0
-        else:
-            nd = x0.dim()
-            target = (
-                self.schedule.at("sqrt_alpha_bar", k, nd) * noise
-                - self.schedule.at("sqrt_one_minus_alpha_bar", k, nd) * x0
-            )
-        return (out - target).square().mean()
-
     def loss(self, batch: Batch) -> torch.Tensor:
         return self.losses(batch)["loss"]
 
     def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.network.parameters(), lr=lr)]
 
-    def train_step(self, batch, optimizers, step):
+    def train_step(
+        self, batch: Batch, optimizers: list[torch.optim.Optimizer], step: int
+    ) -> dict[str, torch.Tensor]:
+        """One Adam step on :meth:`losses` (gradient norm clipped to ``grad_clip``), then the
+        weight average; returns the detached losses."""
         (optimizer,) = optimizers
         optimizer.zero_grad(set_to_none=True)
         logs = self.losses(batch)
@@ -440,7 +287,7 @@ class Diffusion(GenerativeModel):
         return {name: value.detach() for name, value in logs.items()}
 
     @torch.no_grad()
-    def elbo(self, x: torch.Tensor, y=None, t_samples: int | None = None) -> torch.Tensor:
+    def elbo(self, x: torch.Tensor, y: Labels = None, t_samples: int | None = None) -> torch.Tensor:
         """The chain's ELBO per example in nats (model space), with the EMA network.
 
         ``t_samples=None`` sums every term ``L_T + sum_t L_{t-1}`` (T network calls, one draw of
@@ -452,7 +299,7 @@ class Diffusion(GenerativeModel):
         """
         net = self.ema.module
         steps = self.schedule.num_steps
-        total = self._prior_term(x)
+        total = prior_term(x, self._alpha_bar[-1])
         if t_samples is None:
             for k in range(steps):
                 kk = torch.full((x.shape[0],), k, dtype=torch.long, device=x.device)
@@ -491,7 +338,7 @@ class Diffusion(GenerativeModel):
     def generate(
         self,
         n: int,
-        y=None,
+        y: Labels = None,
         sampler: str | None = None,
         steps: int | None = None,
         eta: float = 0.0,
@@ -505,8 +352,7 @@ class Diffusion(GenerativeModel):
         """
         if y is not None:
             raise ConfigError("the diffusion model is unconditional; labels are not supported")
-        sampler = sampler or self.samplers[0]
-        check_choice("sampler", sampler, self.samplers)
+        sampler = self.choose_sampler(sampler)
         if not 0.0 <= eta <= 1.0:
             raise ConfigError(f"eta must be in [0, 1], got {eta}")
         timesteps = self._sampler_steps(sampler, steps)
@@ -521,13 +367,13 @@ class Diffusion(GenerativeModel):
         return dpm_solver_2m(predict, x, self._alpha_bar, timesteps)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, y=None, steps: int | None = None) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, y: Labels = None, steps: int | None = None) -> torch.Tensor:
         """Deterministic DDIM inversion x_0 -> x_T in ``steps`` (default 100) network calls."""
         timesteps = self._sampler_steps("ddim", steps or self.coding_steps)
         return ddim_encode(self._predictor(clip=False), x, self._alpha_bar, timesteps)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, y=None, steps: int | None = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y: Labels = None, steps: int | None = None) -> torch.Tensor:
         """Deterministic DDIM (eta = 0) x_T -> x_0 in ``steps`` (default 100) network calls."""
         timesteps = self._sampler_steps("ddim", steps or self.coding_steps)
         return ddim(self._predictor(clip=True), z, self._alpha_bar, timesteps)

@@ -6,7 +6,8 @@ The Pyro program puts a flat base on the box ``B`` the model lives on and weighs
     x ~ Uniform(B),        pyro.factor("energy", -E(x)),
 
 so its (unnormalised) density is ``exp(-E(x))`` on ``B``; Pyro's HMC/NUTS run on it directly and
-the batched Langevin samplers of :mod:`probgen.infer.langevin` follow the score ``-grad_x E``.
+the batched Langevin samplers of :mod:`probgen.infer.langevin_particles` follow the score
+``-grad_x E``.
 For vectors ``B`` is the data's bounding box widened by ``box_margin`` (standardised units),
 fixed from the first training batch; for images it is the known intensity range. The model is
 defined on ``B`` only: training clamps the Langevin negatives to it, so nothing pins the energy
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 import pyro
@@ -42,20 +42,23 @@ from pyro.distributions.transforms import biject_to
 from pyro.infer import HMC, MCMC, NUTS
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
+from probgen.config import check_choice, choice
 from probgen.errors import ConfigError, TrainingDiverged
 from probgen.infer.contrastive import (
+    CHAIN_STARTS,
     ContrastiveSampler,
     contrastive_divergence_loss,
     uniform_in_box,
 )
-from probgen.infer.langevin import MALA, ULA, langevin_dynamics, mala, score_of
+from probgen.infer.langevin import MALA, ULA
+from probgen.infer.langevin_particles import langevin_dynamics, mala, score_of
 from probgen.infer.quadrature import data_box, log_partition
-from probgen.models.base import Batch, DataInfo, GenerativeModel
-from probgen.nn.mlp import MLP, activation
+from probgen.models.base import Batch, DataInfo, GenerativeModel, Labels
+from probgen.models.energy_nets import energy_network
 
 MCMC_KERNELS = {"hmc": HMC, "nuts": NUTS, "ula": ULA, "mala": MALA}
+CHAIN_INITS = ("noise", "buffer")  # where generate's Langevin / MALA chains start
 
 # quadrature grows as points^d; beyond 2-D the grid is too coarse to be called exact
 MAX_QUADRATURE_DIM = 2
@@ -69,7 +72,7 @@ class EBMConfig:
         hidden: widths of the energy MLP (vectors).
         channels: channels of the energy CNN's convolutions (images); each after the first
             halves the resolution.
-        act: activation; a smooth one (``silu``, ``softplus``, ``elu``) keeps ``grad_x E``
+        activation: a smooth one (``silu``, ``softplus``, ``elu``) keeps ``grad_x E``
             continuous, which Langevin dynamics needs.
         spectral_norm: spectral-normalise every layer (bounds the energy's Lipschitz constant).
         chains: where the negatives' chains start: ``persistent``, ``cd`` or ``short-run``.
@@ -97,9 +100,9 @@ class EBMConfig:
 
     hidden: tuple[int, ...] = (128, 128, 128)
     channels: tuple[int, ...] = (32, 64)
-    act: str = "silu"
+    activation: str = "silu"
     spectral_norm: bool = False
-    chains: str = "persistent"
+    chains: str = choice("persistent", CHAIN_STARTS)
     langevin_steps: int = 20
     step_size: float = 0.001
     noise_std: float | None = None
@@ -116,34 +119,6 @@ class EBMConfig:
     sample_step_size: float | None = None
     mcmc_chains: int = 8
     mcmc_warmup: int = 100
-
-
-class ConvEnergy(nn.Sequential):
-    """``(N, C, H, W) -> (N,)``: a 3x3 convolution, stride-2 4x4 convolutions, a linear read-out."""
-
-    def __init__(self, event_shape: tuple[int, ...], channels: tuple[int, ...], act: str) -> None:
-        in_channels, height, width = event_shape
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, channels[0], 3, padding=1),
-            activation(act),
-        ]
-        for c_in, c_out in pairwise(channels):
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), activation(act)]
-            height, width = height // 2, width // 2
-        layers += [nn.Flatten(), nn.Linear(channels[-1] * height * width, 1)]
-        super().__init__(*layers)
-
-
-def _energy_network(config: EBMConfig, data_info: DataInfo) -> nn.Module:
-    if data_info.kind == "image":
-        net = ConvEnergy(data_info.event_shape, config.channels, config.act)
-    else:
-        net = nn.Sequential(nn.Flatten(), MLP(data_info.dim, config.hidden, 1, config.act))
-    if config.spectral_norm:
-        for module in list(net.modules()):
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                spectral_norm(module)
-    return net
 
 
 class EBM(GenerativeModel):
@@ -163,7 +138,7 @@ class EBM(GenerativeModel):
         if data_info.kind == "image" and len(data_info.event_shape) != 3:
             raise ConfigError("the EBM's image energy expects (C, H, W) images")
         try:
-            self.energy_net = _energy_network(config, data_info)
+            self.energy_net = energy_network(config, data_info)
             self.negatives = ContrastiveSampler(
                 config.chains,
                 config.langevin_steps,
@@ -177,7 +152,7 @@ class EBM(GenerativeModel):
                     self.has_exact_likelihood if config.data_jumps is None else config.data_jumps
                 ),
             )
-        except ValueError as exc:  # an unknown activation or chain start, a bad buffer size
+        except ValueError as exc:  # an unknown activation, a bad buffer size
             raise ConfigError(str(exc)) from exc
         shape = data_info.event_shape
         self.register_buffer("box_low", torch.zeros(shape))
@@ -326,15 +301,14 @@ class EBM(GenerativeModel):
 
     # -- sampling ---------------------------------------------------------------------------
     def _chain_starts(self, n: int, init: str) -> torch.Tensor:
+        check_choice("init", init, CHAIN_INITS)
         if init == "noise":
             return uniform_in_box(n, self.box_low, self.box_high)
-        if init == "buffer":
-            buffer = self.negatives.buffer
-            if buffer is None or not buffer.filled:
-                raise ConfigError("init='buffer' needs a model trained with persistent chains")
-            index = torch.randint(buffer.capacity, (n,), device=buffer.states.device)
-            return buffer.states[index].clone()
-        raise ConfigError(f"unknown init {init!r}; choose noise or buffer")
+        buffer = self.negatives.buffer
+        if buffer is None or not buffer.filled:
+            raise ConfigError("init='buffer' needs a model trained with persistent chains")
+        index = torch.randint(buffer.capacity, (n,), device=buffer.states.device)
+        return buffer.states[index].clone()
 
     def mcmc_kernel(self, name: str | None = None, **options: Any) -> MCMCKernel:
         """An MCMC kernel on :meth:`model`: one of :data:`MCMC_KERNELS` (default ``nuts``).
@@ -344,8 +318,7 @@ class EBM(GenerativeModel):
         (a logit per coordinate), so a draw never leaves it.
         """
         name = name or "nuts"
-        if name not in MCMC_KERNELS:
-            raise ConfigError(f"unknown MCMC kernel {name!r}; choose from {list(MCMC_KERNELS)}")
+        check_choice("MCMC kernel", name, MCMC_KERNELS)
         return MCMC_KERNELS[name](self.model, **options)
 
     def mcmc_initial_params(self, num_chains: int) -> dict[str, torch.Tensor]:
@@ -358,12 +331,7 @@ class EBM(GenerativeModel):
         return {"x": biject_to(self._base().support).inv(x)}
 
     def generate(
-        self,
-        n: int,
-        y: torch.Tensor | None = None,
-        sampler: str | None = None,
-        steps: int | None = None,
-        **options: Any,
+        self, n: int, y: Labels = None, sampler: str | None = None, **options: Any
     ) -> torch.Tensor:
         """``n`` draws from ``exp(-E)`` on the box, in model space.
 
@@ -375,52 +343,47 @@ class EBM(GenerativeModel):
           particles moved together, ``steps`` warm-up iterations (default ``mcmc_warmup``), then
           enough draws per particle for ``n``.
         """
-        sampler = sampler or self.samplers[0]
-        if sampler not in self.samplers:
-            raise ConfigError(f"unknown sampler {sampler!r}; choose from {self.samplers}")
+        sampler = self.choose_sampler(sampler)
+        steps = options.pop("steps", None)
         was_training = self.training
         self.eval()
         try:
             if sampler in ("hmc", "nuts"):
-                if options:
-                    raise ConfigError(f"{sampler} takes no options, got {sorted(options)}")
-                chains = min(n, self.config.mcmc_chains)
-                runner = MCMC(
-                    self.mcmc_kernel(sampler),
-                    num_samples=math.ceil(n / chains),
-                    warmup_steps=self.config.mcmc_warmup if steps is None else steps,
-                    disable_progbar=True,
-                )
-                # the particles are independent copies of x in one plate: one chain each;
-                # sample() runs under no_grad, and HMC needs the potential's gradient
-                with torch.enable_grad():
-                    runner.run(num_particles=chains)
-                x = runner.get_samples()["x"].reshape(-1, *self.data_info.event_shape)[:n]
-                return x.detach()
-            step_size = options.pop("step_size", None) or (
-                self.config.sample_step_size or self.config.step_size
-            )
-            x0 = self._chain_starts(n, options.pop("init", "noise"))
-            noise_std = options.pop("noise_std", self.config.noise_std)
-            if options:
-                raise ConfigError(f"unknown {sampler} options {sorted(options)}")
-            n_steps = self.config.sample_steps if steps is None else steps
-            if sampler == "mala":
-                x, _ = mala(
-                    x0,
-                    lambda v: -self.energy(v),
-                    n_steps,
-                    step_size,
-                    clamp=(self.box_low, self.box_high),
-                )
-                return x
-            return langevin_dynamics(
-                x0,
-                score_of(lambda v: -self.energy(v)),
-                n_steps,
-                step_size,
-                noise_std=noise_std,
-                clamp=(self.box_low, self.box_high),
-            )
+                return self._mcmc_draws(n, sampler, steps, options)
+            return self._langevin_draws(n, sampler, steps, options)
         finally:
             self.train(was_training)
+
+    def _mcmc_draws(self, n: int, sampler: str, steps: int | None, options: dict) -> torch.Tensor:
+        if options:
+            raise ConfigError(f"{sampler} takes no options, got {sorted(options)}")
+        chains = min(n, self.config.mcmc_chains)
+        runner = MCMC(
+            self.mcmc_kernel(sampler),
+            num_samples=math.ceil(n / chains),
+            warmup_steps=self.config.mcmc_warmup if steps is None else steps,
+            disable_progbar=True,
+        )
+        # the particles are independent copies of x in one plate: one chain each;
+        # sample() runs under no_grad, and HMC needs the potential's gradient
+        with torch.enable_grad():
+            runner.run(num_particles=chains)
+        x = runner.get_samples()["x"].reshape(-1, *self.data_info.event_shape)[:n]
+        return x.detach()
+
+    def _langevin_draws(
+        self, n: int, sampler: str, steps: int | None, options: dict
+    ) -> torch.Tensor:
+        step_size = options.pop("step_size", None) or (
+            self.config.sample_step_size or self.config.step_size
+        )
+        x0 = self._chain_starts(n, options.pop("init", "noise"))
+        noise_std = options.pop("noise_std", self.config.noise_std)
+        if options:
+            raise ConfigError(f"unknown {sampler} options {sorted(options)}")
+        n_steps = self.config.sample_steps if steps is None else steps
+        box = (self.box_low, self.box_high)
+        if sampler == "mala":
+            return mala(x0, lambda v: -self.energy(v), n_steps, step_size, clamp=box)[0]
+        score = score_of(lambda v: -self.energy(v))
+        return langevin_dynamics(x0, score, n_steps, step_size, noise_std=noise_std, clamp=box)

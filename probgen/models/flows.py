@@ -35,7 +35,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from probgen.config import check_choice, choice
+from probgen.config import choice
 from probgen.errors import ConfigError
 from probgen.flows.autoregressive import MaskedAutoregressive
 from probgen.flows.core import Bijection, Compose, Flatten, FlowDistribution
@@ -44,7 +44,7 @@ from probgen.flows.elementwise import Affine, RationalQuadraticSpline
 from probgen.flows.glow import ConvCoupling, Squeeze
 from probgen.flows.linear import ActNorm, BatchNorm, LULinear, Permutation
 from probgen.flows.logit import Logit
-from probgen.models.base import Batch, DataInfo, GenerativeModel
+from probgen.models.base import Batch, DataInfo, GenerativeModel, Labels
 
 FLOWS = ("realnvp", "maf", "nsf", "nsf-coupling", "glow")
 MIXINGS = ("reverse", "random", "lu")
@@ -142,9 +142,6 @@ class Flow(GenerativeModel):
 
     def __init__(self, config: FlowConfig, data_info: DataInfo) -> None:
         super().__init__(config, data_info)
-        check_choice("flow", config.flow, FLOWS)
-        check_choice("mixing", config.mixing, MIXINGS)
-        check_choice("norm", config.norm, NORMS)
         if config.transforms < 1 or not config.hidden:
             raise ConfigError("a flow needs transforms >= 1 and at least one hidden width")
         event_shape = tuple(data_info.event_shape)
@@ -181,16 +178,11 @@ class Flow(GenerativeModel):
         return self.distribution().log_prob(x)
 
     def generate(
-        self,
-        n: int,
-        y: torch.Tensor | None = None,
-        sampler: str | None = None,
-        steps: int | None = None,
-        **options: Any,
+        self, n: int, y: Labels = None, sampler: str | None = None, **options: Any
     ) -> torch.Tensor:
         """``n`` exact draws ``f^{-1}(z)``, ``z ~ N(0, I)``; a flow has no sampler ``steps``."""
-        if sampler not in (None, *self.samplers):
-            raise ConfigError(f"unknown sampler {sampler!r} for flow; choose from exact")
+        self.choose_sampler(sampler)
+        options.pop("steps", None)
         if options:
             raise ConfigError(f"flow sampling takes no options, got {', '.join(options)}")
         return self.distribution().rsample((n,))

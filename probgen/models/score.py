@@ -37,11 +37,12 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from probgen.config import check_choice
+from probgen.config import choice
 from probgen.errors import ConfigError
-from probgen.infer.langevin import ULA, annealed_langevin_dynamics, langevin_dynamics
+from probgen.infer.langevin import ULA
+from probgen.infer.langevin_particles import annealed_langevin_dynamics, langevin_dynamics
 from probgen.infer.sde import VESDE, VPSDE, ScoreSDE, SubVPSDE, ode_log_prob, ode_sample, pc_sample
-from probgen.models.base import Batch, DataInfo, GenerativeModel
+from probgen.models.base import Batch, DataInfo, GenerativeModel, Labels
 from probgen.nn import EMA, MLP, SinusoidalEmbedding
 
 SAMPLERS = {
@@ -62,10 +63,12 @@ class NoiseConditionalScoreNet(nn.Module):
     log-scale ladder); images are flattened, which is enough for 8x8 digits.
     """
 
-    def __init__(self, dim: int, hidden: tuple[int, ...], embedding_dim: int, act: str) -> None:
+    def __init__(
+        self, dim: int, hidden: tuple[int, ...], embedding_dim: int, activation: str
+    ) -> None:
         super().__init__()
         self.embed = SinusoidalEmbedding(embedding_dim, scale=1000.0)
-        self.mlp = MLP(dim + embedding_dim, hidden, dim, act=act)
+        self.mlp = MLP(dim + embedding_dim, hidden, dim, activation)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = torch.cat([x.flatten(1), self.embed(c)], dim=1)
@@ -77,8 +80,8 @@ class ScoreModel(GenerativeModel):
 
     @dataclass
     class Config:
-        sde: str = "ncsn"  # ncsn | ve | vp | subvp
-        objective: str = "dsm"  # dsm | ssm (sliced score matching)
+        sde: str = choice("ncsn", SAMPLERS)
+        objective: str = choice("dsm", OBJECTIVES)  # ssm: sliced score matching
         hidden: tuple[int, ...] = (256, 256, 256)
         embedding_dim: int = 64
         activation: str = "silu"
@@ -105,9 +108,6 @@ class ScoreModel(GenerativeModel):
 
     def __init__(self, config: Config, data_info: DataInfo) -> None:
         super().__init__(config, data_info)
-        check_choice("sde", config.sde, SAMPLERS)
-        if config.objective not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {config.objective!r}; choose dsm or ssm")
         if config.sigma_min <= 0 or (
             config.sigma_max is not None and config.sigma_max <= config.sigma_min
         ):
@@ -298,20 +298,16 @@ class ScoreModel(GenerativeModel):
 
     @torch.no_grad()
     def generate(
-        self,
-        n: int,
-        y: torch.Tensor | None = None,
-        sampler: str | None = None,
-        steps: int | None = None,
-        **options: Any,
+        self, n: int, y: Labels = None, sampler: str | None = None, **options: Any
     ) -> torch.Tensor:
         """``n`` draws in model space by ``sampler`` (default: the first of ``self.samplers``).
 
         ``steps``: Langevin steps per level (``annealed``), Langevin steps (``langevin``),
-        predictor steps (``pc``) or RK4 steps (``ode``); ``options`` override the config's
-        ``step_lr``, ``final_denoise``, ``n_steps_each``, ``snr`` and ``n_corrector``.
+        predictor steps (``pc``) or RK4 steps (``ode``); the other ``options`` override the
+        config's ``step_lr``, ``final_denoise``, ``n_steps_each``, ``snr`` and ``n_corrector``.
         """
         sampler = sampler or self.samplers[0]
+        steps = options.pop("steps", None)
         unknown = sorted(set(options) - set(SAMPLER_OPTIONS))
         if unknown:
             raise ConfigError(

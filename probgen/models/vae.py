@@ -21,7 +21,6 @@ own noise.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from pyro import poutine
 from torch import nn
 
 from probgen.config import choice
+from probgen.evaluation import chunked
 from probgen.models.likelihoods import observation
 from probgen.nn.conv import ConvDecoder, ConvEncoder
 from probgen.nn.mlp import MLP, activation
@@ -42,7 +42,7 @@ from probgen.programs import predictive
 from probgen.programs.derived import ProgramModel
 
 if TYPE_CHECKING:
-    from probgen.models.base import Batch, DataInfo
+    from probgen.models.base import Batch, DataInfo, Labels
 
 
 @dataclass
@@ -52,7 +52,8 @@ class VAEConfig:
     latent_dim: int = 16
     hidden: tuple[int, ...] = (400,)
     activation: str = "softplus"
-    net: str = choice("mlp", ("mlp", "conv"))
+    # auto: the convolutional encoder/decoder for images, the MLP for vectors
+    net: str = choice("auto", ("auto", "mlp", "conv"))
     likelihood: str = choice("auto", ("auto", "bernoulli", "gaussian", "discretized"))
     objective: str = choice("elbo", ("elbo", "analytic", "iwae"))
     num_particles: int = 1
@@ -86,6 +87,7 @@ class VAE(ProgramModel):
             raise ValueError("conditional=true needs labelled data")
         if c.net == "conv" and data_info.kind != "image":
             raise ValueError("net=conv needs image data")
+        self.net = c.net if c.net != "auto" else ("conv" if data_info.kind == "image" else "mlp")
         if c.objective == "analytic" and c.guide != "gaussian":
             raise ValueError("objective=analytic needs guide=gaussian (no closed-form KL)")
         self.likelihood = self._resolve_likelihood(c.likelihood, data_info)
@@ -95,7 +97,7 @@ class VAE(ProgramModel):
         self.num_classes = data_info.num_classes if c.conditional else 0
         d, z, k = data_info.dim, c.latent_dim, self.num_classes
         width = c.hidden[-1] if c.hidden else 64
-        if c.net == "conv":
+        if self.net == "conv":
             self.encoder_body = nn.Sequential(
                 ConvEncoder(self.event_shape, width, act=c.activation), activation(c.activation)
             )
@@ -209,6 +211,7 @@ class VAE(ProgramModel):
         return {"name": name, "particles": self.config.num_particles, "renyi_alpha": 0.0}
 
     def takes_labels(self) -> bool:
+        """Whether the VAE is class-conditional (``conditional=true`` on labelled data)."""
         return bool(self.num_classes)
 
     # -- training -----------------------------------------------------------------------------
@@ -231,12 +234,7 @@ class VAE(ProgramModel):
         """Fit the aggregate-posterior mixture to the codes of the training set."""
         from sklearn.mixture import GaussianMixture
 
-        codes = (
-            torch.cat([self.encode(xb, None if y is None else yb) for xb, yb in _chunks(x, y, 512)])
-            .double()
-            .cpu()
-            .numpy()
-        )
+        codes = chunked(self.encode, x, y, 512).double().cpu().numpy()
         m = min(self.config.aggregate_components, len(codes))
         gmm = GaussianMixture(m, covariance_type="full", reg_covar=1e-4, random_state=0).fit(codes)
         k = self.config.aggregate_components
@@ -246,8 +244,9 @@ class VAE(ProgramModel):
         means[:m] = torch.from_numpy(gmm.means_)
         tril = torch.eye(codes.shape[1], dtype=torch.float64).expand(k, -1, -1).clone()
         tril[:m] = torch.linalg.cholesky(torch.from_numpy(gmm.covariances_))
-        for name, value in (("agg_logits", logits), ("agg_means", means), ("agg_scale_tril", tril)):
-            getattr(self, name).copy_(value)
+        self.agg_logits.copy_(logits)
+        self.agg_means.copy_(means)
+        self.agg_scale_tril.copy_(tril)
         self.agg_fitted.fill_(True)
 
     # -- using a fitted model ----------------------------------------------------------------
@@ -258,18 +257,11 @@ class VAE(ProgramModel):
 
     @torch.no_grad()
     def generate(
-        self,
-        n: int,
-        y: torch.Tensor | None = None,
-        sampler: str | None = None,
-        steps: int | None = None,
-        **options: Any,
+        self, n: int, y: Labels = None, sampler: str | None = None, **options: Any
     ) -> torch.Tensor:
         """``aggregate`` (default; sharp): the model's decoder mean at z from the fitted
         aggregate posterior; ``prior``: at z ~ N(0, I); ``noisy``: the model run forward."""
-        sampler = sampler or self.samplers[0]
-        if sampler not in self.samplers:
-            raise ValueError(f"unknown sampler {sampler!r}; choose from {self.samplers}")
+        sampler = self.choose_sampler(sampler)
         ref = self.agg_means
         if self.num_classes:
             y = _labels(y, n, self.num_classes, ref.device)
@@ -296,10 +288,3 @@ def _labels(y: torch.Tensor | None, n: int, num_classes: int, device: torch.devi
     if ((y < 0) | (y >= num_classes)).any():
         raise ValueError(f"class labels must be in 0..{num_classes - 1}")
     return y.long()
-
-
-def _chunks(
-    x: torch.Tensor, y: torch.Tensor | None, size: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    for i in range(0, len(x), size):
-        yield x[i : i + size], (None if y is None else y[i : i + size])

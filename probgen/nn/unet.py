@@ -27,7 +27,7 @@ def _norm(channels: int) -> nn.GroupNorm:
 class ResBlock(nn.Module):
     """Residual block conditioned on a time embedding added between its two convolutions."""
 
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float = 0.0):
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm1 = _norm(in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
@@ -65,7 +65,7 @@ class UNet(nn.Module):
         num_res_blocks: int = 1,
         dropout: float = 0.0,
         time_scale: float = 1.0,
-    ):
+    ) -> None:
         super().__init__()
         emb_dim = 4 * channels
         self.time_embedding = nn.Sequential(

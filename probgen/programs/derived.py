@@ -28,7 +28,7 @@ from pyro import poutine
 from torch import nn
 
 from probgen.errors import ConfigError
-from probgen.models.base import Batch, DataInfo, GenerativeModel
+from probgen.models.base import Batch, DataInfo, GenerativeModel, Labels
 from probgen.programs import predictive, scoring
 from probgen.programs.entry import program_error
 from probgen.programs.objectives import ScaleDataPlate, has_differentiable_loss, make_elbo
@@ -79,10 +79,6 @@ class ProgramModel(GenerativeModel):
     def posterior_draws(self) -> int:
         """How many distinct posterior draws of the global latents ``sample`` spreads over."""
         return 100
-
-    def takes_labels(self) -> bool:
-        """Whether the programs read the labels ``y``."""
-        return False
 
     def declares_batch_index(self) -> bool:
         """Whether the programs index per-datapoint state with ``batch_index``."""
@@ -250,7 +246,7 @@ class ProgramModel(GenerativeModel):
 
     def divergences(self) -> torch.Tensor | None:
         """Which MCMC transitions diverged, ``(chains, draws)``, or ``None``."""
-        return getattr(self.draws, "_diverging", None)
+        return dict(self.draws.named_buffers()).get("_diverging")
 
     # -- capabilities ----------------------------------------------------------------------
     def capabilities(self) -> frozenset[str]:
@@ -281,30 +277,17 @@ class ProgramModel(GenerativeModel):
     # -- using a fitted program --------------------------------------------------------------
     @torch.no_grad()
     def generate(
-        self,
-        n: int,
-        y: torch.Tensor | None = None,
-        sampler: str | None = None,
-        steps: int | None = None,
-        site: str | None = None,
-        **options: Any,
+        self, n: int, y: Labels = None, sampler: str | None = None, **options: Any
     ) -> torch.Tensor:
-        """``n`` draws of the data site (or ``site``): new data points, with global latents
-        from the MCMC draws or the guide and local latents from the model."""
+        """``n`` draws of the data site (or of ``options["site"]``): new data points, with
+        global latents from the MCMC draws or the guide and local latents from the model."""
         self.ensure_setup(predictive.placeholder(self, n), y)
-        return predictive.draw(self, n, y, site)
+        return predictive.draw(self, n, y, options.get("site"))
 
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        y: torch.Tensor | None = None,
-        sampler: str | None = None,
-        site: str | None = None,
-        **options: Any,
+    def to_data_units(
+        self, values: torch.Tensor, site: str | None = None, **options: Any
     ) -> torch.Tensor:
-        """``generate`` in the data's units (only the data site is mapped back)."""
-        values = self.generate(n, y=y, sampler=sampler, site=site)
+        """Draws of the data site in the data's units; another ``site`` keeps its own units."""
         if site in (None, self.structure.observed):
             return self.preprocessor.inverse(values)
         return values

@@ -28,11 +28,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from probgen.config import choice
 from probgen.errors import ConfigError
-from probgen.models.base import DataInfo
+from probgen.models.base import DataInfo, Labels
 from probgen.programs.derived import ProgramModel
 from probgen.programs.entry import ProgramEntry, constructor_options
 from probgen.programs.guides import AUTOGUIDES, make_autoguide
@@ -132,19 +132,13 @@ class PyroProgram(ProgramModel):
         return fn(x, **kwargs)
 
     def model(
-        self,
-        x: torch.Tensor | None = None,
-        y: torch.Tensor | None = None,
-        batch_index: torch.Tensor | None = None,
+        self, x: Tensor | None = None, y: Labels = None, batch_index: Tensor | None = None
     ) -> Any:
         """The user's model, called with the keywords it declares."""
         return self._call(self._user_model, x, y, batch_index)
 
     def guide(
-        self,
-        x: torch.Tensor | None = None,
-        y: torch.Tensor | None = None,
-        batch_index: torch.Tensor | None = None,
+        self, x: Tensor | None = None, y: Labels = None, batch_index: Tensor | None = None
     ) -> Any:
         """The user's guide, the AutoGuide, or the empty guide."""
         if self._user_guide is not None:

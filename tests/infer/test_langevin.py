@@ -9,10 +9,8 @@ import pytest
 import torch
 from pyro.infer import MCMC
 
-from probgen.infer.langevin import (
-    MALA,
-    ULA,
-    AnnealedLangevin,
+from probgen.infer.langevin import MALA, ULA, AnnealedLangevin
+from probgen.infer.langevin_particles import (
     annealed_langevin_dynamics,
     langevin_dynamics,
     mala,

@@ -10,7 +10,9 @@ from torch import nn
 
 from probgen.errors import ConfigError
 from probgen.models.base import Batch, DataInfo
-from probgen.models.diffusion import Diffusion, TimeConditionedMLP
+from probgen.models.diffusion import Diffusion
+from probgen.models.diffusion_parameterization import reverse_log_variance
+from probgen.nn.time_mlp import TimeConditionedMLP
 
 M, S = 0.5, 0.8  # data N(M, S^2) in every dimension
 VECTOR = DataInfo((2,))
@@ -285,9 +287,9 @@ def test_state_dict_round_trip_through_safetensors():
 def test_learned_variance_interpolates_between_beta_and_posterior_in_log_space():
     model = Diffusion(Diffusion.Config(variance="learned", **SMALL), VECTOR)
     k = torch.arange(20)
-    log_var = model._reverse_log_variance(k, torch.full((20, 2), 1.0), 2)
+    log_var = reverse_log_variance("learned", model.schedule, k, torch.full((20, 2), 1.0), 2)
     torch.testing.assert_close(log_var, model.schedule.log_betas[:, None].expand(20, 2))
-    log_var = model._reverse_log_variance(k, torch.full((20, 2), -1.0), 2)
+    log_var = reverse_log_variance("learned", model.schedule, k, torch.full((20, 2), -1.0), 2)
     expected = model.schedule.posterior_log_variance[:, None].expand(20, 2)
     torch.testing.assert_close(log_var, expected)
 

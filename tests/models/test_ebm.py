@@ -198,6 +198,6 @@ def test_bad_configs_are_config_errors():
     with pytest.raises(ConfigError):
         make(chains="gibbs")
     with pytest.raises(ConfigError):
-        make(act="sigmoidish")
+        make(activation="sigmoidish")
     with pytest.raises(ConfigError):
         make(reinit_fraction=1.5)

@@ -8,6 +8,7 @@ from probgen.errors import ConfigError
 from probgen.infer.adversarial import nonsaturating_generator_loss, pack
 from probgen.models.base import Batch, DataInfo
 from probgen.models.gan import GAN
+from probgen.models.gan_networks import image_stages
 
 VECTORS = DataInfo((2,))
 IMAGES = DataInfo((1, 8, 8), kind="image", value_range=(-1.0, 1.0), levels=17)
@@ -90,7 +91,7 @@ def test_image_step_updates_both_networks():
 
 
 def test_n_critic_steps_the_generator_every_nth_call():
-    gan = small_gan(n_critic=3, ema_decay=None)
+    gan = small_gan(n_critic=3, ema_decay=0.0)
     optimizers = gan.configure_optimizers(1e-3)
     g0, d0 = snapshot(gan.generator), snapshot(gan.discriminator)
     gan.train_step(Batch(torch.randn(16, 2)), optimizers, step=1)
@@ -159,7 +160,7 @@ class Bridge(torch.nn.Module):
 def test_jacobian_truncation_drops_the_draws_between_modes():
     """Draws from the ramp between the two modes (|x| < 0.9) have a stretch ~20 / 0.014 times
     the median; the default truncation removes them and keeps both modes."""
-    gan = small_gan(latent_dim=2, ema_decay=None, data_scale=1.0)
+    gan = small_gan(latent_dim=2, ema_decay=0.0, data_scale=1.0)
     gan.generator = Bridge()
     torch.manual_seed(0)
     untruncated = gan.model(num_samples=4000)
@@ -170,7 +171,7 @@ def test_jacobian_truncation_drops_the_draws_between_modes():
     assert x.shape == (4000, 2)
     assert between(x) == 0.0
     assert 0.4 < (x[:, 0] > 0).float().mean().item() < 0.6
-    off = small_gan(latent_dim=2, ema_decay=None, data_scale=1.0, jacobian_truncation=None)
+    off = small_gan(latent_dim=2, ema_decay=0.0, data_scale=1.0, jacobian_truncation=None)
     off.generator = Bridge()
     assert between(off.generate(4000)) > 0.02
     # images keep every draw
@@ -183,8 +184,20 @@ def test_the_latent_dimension_follows_the_data_unless_given():
     assert images.config.latent_dim == 64
     assert images.generator.project.in_features == 64
     assert small_gan(IMAGES, latent_dim=3).generator.project.in_features == 3
-    assert images.default_steps == GAN.default_image_steps < GAN.default_steps
+    assert images.default_steps == GAN.default_image_steps[1] < GAN.default_steps
     assert small_gan().default_steps == GAN.default_steps
+
+
+def test_image_networks_and_budget_follow_the_image_size():
+    mnist = DataInfo((1, 28, 28), kind="image", value_range=(-1.0, 1.0), levels=256)
+    assert image_stages(IMAGES) == 1 and image_stages(mnist) == 2 and image_stages(VECTORS) == 1
+    small, large = GAN(GAN.Config(), IMAGES), GAN(GAN.Config(), mnist)
+    assert small.config.channels == 32 and large.config.channels == 16
+    assert small.generator.start_shape == (64, 4, 4) and large.generator.start_shape == (64, 7, 7)
+    assert large.default_steps == GAN.default_image_steps[2] < small.default_steps
+    assert large.generate(3).shape == (3, 1, 28, 28)
+    assert large.discriminator(large.generate(3)).shape == (3,)
+    assert GAN(GAN.Config(channels=8), mnist).config.channels == 8
 
 
 def test_optimizers_two_time_scales_and_betas():
@@ -226,7 +239,7 @@ def test_state_dict_round_trip_rebuilt_from_config(data_info):
 
 
 def test_config_errors():
-    with pytest.raises(ConfigError, match="unknown GAN loss"):
+    with pytest.raises(ConfigError, match="unknown loss"):
         small_gan(loss="least-squares")
     with pytest.raises(ConfigError, match="pack"):
         small_gan(pack=0)

@@ -8,6 +8,7 @@ from torch import nn
 from probgen.models.base import Batch, DataInfo
 from probgen.models.likelihoods import DiscretizedLogistic
 from probgen.models.vae import VAE, VAEConfig
+from probgen.nn.conv import ConvDecoder
 
 D, Z = 3, 2
 
@@ -118,6 +119,13 @@ def test_generate_shapes_and_range(net, sampler):
     x = vae.generate(5, sampler=sampler)
     assert x.shape == (5, 1, 8, 8)
     assert (x >= 0).all() and (x <= 1).all()
+
+
+def test_net_auto_is_convolutional_for_images_only():
+    assert isinstance(VAE(VAEConfig(hidden=(32,)), digits_info()).decoder_net, ConvDecoder)
+    assert not isinstance(
+        VAE(VAEConfig(hidden=(32,)), DataInfo(event_shape=(2,))).decoder_net, ConvDecoder
+    )
 
 
 def test_conditional_vae_draws_the_chosen_class():
