@@ -10,7 +10,11 @@ samples are scored against the held-out test digits with probgen's shipped MNIST
 - the feature network's mean top-class probability and the number of samples of the rarest
   class (all ten digits drawn?),
 - the memorisation ratio: median distance of a sample to its nearest training image over the
-  same median for the test images (near 1: new digits; near 0: copies).
+  same median for the test images (near 1: new digits; near 0: copies),
+- test bits/dim where the family has a likelihood, from ``probgen evaluate RUN -d
+  test-images.idx.gz``: the flow's exact NLL of the 8-bit digits (dequantised, a bound in
+  bits of the discrete data), and the VAE's negative ELBO of its Bernoulli likelihood on
+  intensities in [0, 1] (a number to compare VAE runs by; not bits of the 8-bit data).
 
 The reference row is a PCA(50) + 50-component full-covariance Gaussian mixture fitted to the
 same training images, the bar the families are judged against.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import struct
 import subprocess
@@ -41,6 +46,8 @@ from probgen.metrics.memorisation import memorisation
 from probgen.metrics.prdc import precision_recall_density_coverage
 
 FAMILIES = ("vae", "flow", "diffusion", "score", "gan", "ebm")
+# the likelihood each family reports on test digits, and the key of its bits/dim
+LIKELIHOODS = {"flow": ("nll", "nll_bits_per_dim"), "vae": ("elbo", "elbo_bits_per_dim")}
 NUM_SAMPLES = 1000
 
 
@@ -82,31 +89,51 @@ def score(samples: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict[str,
     }
 
 
-def run_cli(args: list[str], threads: int) -> float:
-    """Run ``probgen ARGS`` in a subprocess; its wall time in seconds."""
+def run_cli(args: list[str], threads: int) -> tuple[float, str]:
+    """Run ``probgen ARGS`` in a subprocess; its wall time in seconds and its output."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    subprocess.run(["probgen", *args], check=True, env=env, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    done = subprocess.run(
+        ["probgen", *args], check=True, env=env, stdout=subprocess.PIPE, text=True
+    )
+    return time.perf_counter() - start, done.stdout
+
+
+def held_out_bits_per_dim(family: str, run: Path, work: Path, threads: int) -> float | None:
+    """Bits/dim on the test digits in pixel units, where ``family`` has a likelihood."""
+    if family not in LIKELIHOODS:
+        return None
+    metric, key = LIKELIHOODS[family]
+    data = str(work / "test-images.idx.gz")
+    _, text = run_cli(["evaluate", str(run), "-d", data, "-m", metric, "--json"], threads)
+    return float(json.loads(text)[key])
 
 
 def fit_and_sample(family: str, work: Path, extra: list[str], threads: int) -> dict[str, float]:
     """Fit ``family`` on the training IDX file, draw 1,000 samples; the two wall times."""
     run = work / "runs" / family
     data = str(work / "train-images.idx.gz")
-    fit_s = run_cli(
+    fit_s, _ = run_cli(
         ["fit", family, "-d", data, "-o", str(run), "--overwrite", "-q", *extra], threads
     )
     out = work / f"{family}.npy"
-    sample_s = run_cli(["sample", str(run), "-n", str(NUM_SAMPLES), "-o", str(out)], threads)
-    return {"fit_s": fit_s, "sample_s": sample_s, "samples": np.load(out)}
+    sample_s, _ = run_cli(["sample", str(run), "-n", str(NUM_SAMPLES), "-o", str(out)], threads)
+    bpd = held_out_bits_per_dim(family, run, work, threads)
+    return {"fit_s": fit_s, "sample_s": sample_s, "samples": np.load(out), "bpd": bpd}
 
 
-def row(name: str, m: dict[str, float], fit_s: float | None, sample_s: float | None) -> str:
+def row(
+    name: str,
+    m: dict[str, float],
+    fit_s: float | None,
+    sample_s: float | None,
+    bpd: float | None = None,
+) -> str:
     timing = f"{fit_s:.0f} | {sample_s:.0f}" if fit_s is not None else "- | -"
     return (
         f"| {name} | {m['fid']:.1f} | {m['precision']:.3f} | {m['recall']:.3f} | "
-        f"{m['confidence']:.3f} | {m['rarest']} | {m['memorisation']:.2f} | {timing} |"
+        f"{m['confidence']:.3f} | {m['rarest']} | {m['memorisation']:.2f} | "
+        f"{'-' if bpd is None else f'{bpd:.3f}'} | {timing} |"
     )
 
 
@@ -132,13 +159,14 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     (train, _, test, _), origin = load_mnist_split()
     write_idx(work / "train-images.idx.gz", train.reshape(-1, 28, 28))
+    write_idx(work / "test-images.idx.gz", test.reshape(-1, 28, 28))
     print(f"## MNIST ({origin['origin']}): {len(train)} training, {len(test)} test digits")
     print(f"{NUM_SAMPLES} samples per row; times in seconds on {args.threads} threads\n")
     print(
         "| model | FID | precision | recall | confidence | rarest class | memorisation | "
-        "fit s | sample s |"
+        "test bits/dim | fit s | sample s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     real = train[:NUM_SAMPLES]  # real digits: the floor of FID at this N (and copies: ratio 0)
     print(row(f"{len(real)} training digits", score(real, train, test), None, None), flush=True)
     start = time.perf_counter()
@@ -151,10 +179,8 @@ def main() -> None:
         extra += [a for n in steps.get(family, []) for a in ("--steps", n)]
         result = fit_and_sample(family, work, extra, args.threads)
         name = " ".join([f"probgen {family}", *extra])
-        print(
-            row(name, score(result["samples"], train, test), result["fit_s"], result["sample_s"]),
-            flush=True,
-        )
+        metrics = score(result["samples"], train, test)
+        print(row(name, metrics, result["fit_s"], result["sample_s"], result["bpd"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,18 @@ import re
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-SECTIONS = ("programs", "vae", "metrics", "flows", "diffusion", "score", "gan", "ebm", "scale")
+SECTIONS = (
+    "programs",
+    "vae",
+    "metrics",
+    "flows",
+    "diffusion",
+    "score",
+    "gan",
+    "ebm",
+    "mnist",
+    "scale",
+)
 IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<path>[^)]+)\)")
 
 

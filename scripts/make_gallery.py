@@ -43,11 +43,15 @@ def main():
     ]
     readme = OUT / "README.md"
     # rows of families drawn by earlier runs are kept; this run's rows replace theirs
-    rows = {}
+    # and the sections after the table (the MNIST figures of benchmarks/bench_mnist.py) stay
+    rows, trailer = {}, []
     if readme.exists():
-        for line in readme.read_text().splitlines()[len(header) :]:
+        lines = readme.read_text().splitlines()[len(header) :]
+        while lines and lines[0].startswith("|"):
+            line = lines.pop(0)
             cells = [c.strip() for c in line.strip("|").split("|")]
             rows[(cells[0], cells[1])] = line
+        trailer = lines
     for family in args.families.split(","):
         for data, steps in ((toy, args.toy_steps), (digits, args.digits_steps)):
             start = time.perf_counter()
@@ -64,7 +68,7 @@ def main():
             row = f"| {family} | {data.name} | {steps} | {seconds:.0f} | ![]({name}) |"
             rows[(family, data.name)] = row
             print(row, flush=True)
-            readme.write_text("\n".join(header + list(rows.values())) + "\n")
+            readme.write_text("\n".join(header + list(rows.values()) + trailer) + "\n")
 
 
 if __name__ == "__main__":

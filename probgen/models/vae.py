@@ -52,7 +52,8 @@ class VAEConfig:
     latent_dim: int = 16
     hidden: tuple[int, ...] = (400,)
     activation: str = "softplus"
-    # auto: the convolutional encoder/decoder for images, the MLP for vectors
+    # auto: the convolutional encoder/decoder for images of 16x16 and up, else the MLP (at
+    # 8x8 the conv pair collapses its posterior: one digit for every draw)
     net: str = choice("auto", ("auto", "mlp", "conv"))
     likelihood: str = choice("auto", ("auto", "bernoulli", "gaussian", "discretized"))
     objective: str = choice("elbo", ("elbo", "analytic", "iwae"))
@@ -87,7 +88,8 @@ class VAE(ProgramModel):
             raise ValueError("conditional=true needs labelled data")
         if c.net == "conv" and data_info.kind != "image":
             raise ValueError("net=conv needs image data")
-        self.net = c.net if c.net != "auto" else ("conv" if data_info.kind == "image" else "mlp")
+        large = data_info.kind == "image" and min(data_info.event_shape[1:]) >= 16
+        self.net = c.net if c.net != "auto" else ("conv" if large else "mlp")
         if c.objective == "analytic" and c.guide != "gaussian":
             raise ValueError("objective=analytic needs guide=gaussian (no closed-form KL)")
         self.likelihood = self._resolve_likelihood(c.likelihood, data_info)

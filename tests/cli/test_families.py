@@ -88,3 +88,35 @@ def test_evaluate(fitted):
 def test_listed_samplers_are_valid():
     for name in TINY:
         assert resolve_model(name).samplers
+
+
+@pytest.fixture(scope="module")
+def digits_28(tmp_path_factory):
+    """48 MNIST-shaped images (28x28 bytes) in an IDX file, as ``probgen fit -d`` takes them."""
+    import gzip
+    import struct
+
+    rng = np.random.default_rng(0)
+    images = np.zeros((48, 28, 28), np.uint8)
+    for image, (row, col) in zip(images, rng.integers(4, 20, size=(48, 2))):
+        image[row : row + 6, col : col + 3] = 255  # a stroke somewhere, like a "1"
+    path = tmp_path_factory.mktemp("idx") / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">HBBIII", 0, 8, 3, *images.shape) + images.tobytes())
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_image_defaults_fit_and_sample_28x28_digits(name, digits_28, tmp_path):
+    """Each family's own 28x28 defaults (networks, samplers) run end to end; 2 steps only."""
+    run = tmp_path / name
+    result = invoke("fit", name, "-d", digits_28, "-o", run, "--steps", 2, "--batch-size", 16, "-q")
+    assert result.exit_code == 0, result.output + result.stderr
+    out = tmp_path / "samples.npy"
+    result = invoke(
+        "sample", run, "-n", 4, "-o", out, *(["--steps", 3] if name in SAMPLE_STEPS else [])
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    x = np.load(out)
+    assert x.shape == (4, 1, 28, 28) and np.isfinite(x).all()
+    assert x.min() >= 0 and x.max() <= 255  # in the data's own units

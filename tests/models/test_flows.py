@@ -169,3 +169,27 @@ def test_bad_sampler_or_option_is_a_clear_error():
         model.generate(2, sampler="langevin")
     with pytest.raises(ConfigError, match="options"):
         model.generate(2, temperature=0.5)
+
+
+def test_auto_picks_a_multiscale_glow_for_large_images_only():
+    large = DataInfo((1, 16, 16), kind="image", value_range=(0.0, 1.0), levels=256)
+    glow = _flow(large, hidden=(8,))
+    assert glow.config.flow == "glow" and glow.samplers == ("exact",)
+    assert glow.default_steps == Flow.default_glow_steps
+    small = _flow(IMAGE)  # 4x4: an autoregressive spline flow is cheap to invert there
+    assert small.config.flow == "nsf"
+    assert _flow().config.flow == "nsf"
+
+
+def test_tempered_samples_are_base_draws_scaled_by_the_temperature():
+    large = DataInfo((1, 16, 16), kind="image", value_range=(0.0, 1.0), levels=256)
+    model = _flow(large, hidden=(8,), temperature=0.5).eval()
+    assert model.samplers == ("tempered", "exact")
+    torch.manual_seed(3)
+    with torch.no_grad():
+        z = model.encode(model.generate(16))
+        exact = model.encode(model.generate(16, sampler="exact"))
+    assert abs(float(z.std()) - 0.5) < 0.05
+    assert abs(float(exact.std()) - 1.0) < 0.1
+    with pytest.raises(ConfigError, match="temperature must be positive"):
+        _flow(large, temperature=0.0)

@@ -121,10 +121,13 @@ def test_generate_shapes_and_range(net, sampler):
     assert (x >= 0).all() and (x <= 1).all()
 
 
-def test_net_auto_is_convolutional_for_images_only():
-    assert isinstance(VAE(VAEConfig(hidden=(32,)), digits_info()).decoder_net, ConvDecoder)
-    assert not isinstance(
-        VAE(VAEConfig(hidden=(32,)), DataInfo(event_shape=(2,))).decoder_net, ConvDecoder
+def test_net_auto_is_convolutional_for_large_images_only():
+    mnist = DataInfo((1, 28, 28), kind="image", value_range=(0.0, 1.0), levels=256)
+    assert isinstance(VAE(VAEConfig(hidden=(32,)), mnist).decoder_net, ConvDecoder)
+    for small in (digits_info(), DataInfo(event_shape=(2,))):
+        assert not isinstance(VAE(VAEConfig(hidden=(32,)), small).decoder_net, ConvDecoder)
+    assert isinstance(
+        VAE(VAEConfig(hidden=(32,), net="conv"), digits_info()).decoder_net, ConvDecoder
     )
 
 
