@@ -64,6 +64,17 @@ class DataInfo:
             n *= s
         return n
 
+    # the smallest image side from which the families take their image-sized networks and
+    # samplers (28x28 digits are large; 8x8 digits are not): convolutions pay off, and a
+    # per-pixel autoregressive inverse or 1,000 ancestral steps cost too much on a CPU
+    large_image_side = 16
+
+    @property
+    def large_image(self) -> bool:
+        """Images (C, H, W) with both sides at least :attr:`large_image_side`."""
+        shape = self.event_shape
+        return self.kind == "image" and len(shape) == 3 and min(shape[1:]) >= self.large_image_side
+
     def to_dict(self) -> dict:
         return {
             "event_shape": list(self.event_shape),

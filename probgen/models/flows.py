@@ -156,7 +156,7 @@ class Flow(GenerativeModel):
         image = len(event_shape) == 3
         if config.flow == "auto":
             # from 16x16 up an autoregressive inverse over every pixel is too slow to sample
-            large = image and min(event_shape[1:]) >= 16 and possible_scales(*event_shape[1:])
+            large = data_info.large_image and possible_scales(*event_shape[1:])
             config = dataclasses.replace(config, flow="glow" if large else "nsf")
         super().__init__(config, data_info)
         if config.transforms < 1 or not config.hidden:

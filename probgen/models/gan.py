@@ -33,6 +33,7 @@ from probgen.errors import ConfigError
 from probgen.infer.adversarial import ADVERSARIAL_LOSSES, gradient_penalty, pack, r1_penalty
 from probgen.models.base import Batch, DataInfo, GenerativeModel, Labels
 from probgen.models.gan_networks import (
+    UPSAMPLINGS,
     ConvGenerator,
     Discriminator,
     image_stages,
@@ -75,11 +76,24 @@ class GAN(GenerativeModel):
                 once (8x8), 16 where they halve it twice (28x28: 4,000 MNIST digits, 3,000
                 steps, FID 86.8 in 17 min on a loaded 2-core CPU; 32 channels double the time
                 per step). The run stores the number chosen.
+            upsampling: how the image generator doubles its maps (one of
+                :data:`~probgen.models.gan_networks.UPSAMPLINGS`, see
+                :func:`~probgen.models.gan_networks.doubling`). ``nearest``, the default,
+                measured better on 4,000 MNIST digits at 3,000 steps: FID 86.8 (R1 on every
+                step) against 136.2 for ``transpose`` (lazy R1), which takes 0.26 s a step
+                against 0.37 on 2 CPU cores.
             activation: nonlinearity of both networks (one of :data:`probgen.nn.mlp.ACTIVATIONS`).
             loss: ``minimax`` (the game as written), ``nonsaturating``, ``wgan-gp`` or
                 ``hinge``.
             gp_weight: weight of the WGAN-GP gradient penalty (used by ``wgan-gp`` only).
             r1_weight: ``gamma`` of the R1 penalty ``(gamma / 2) E||grad D(x)||^2``; 0 is off.
+            r1_every: lazy regularisation (Karras et al. 2020, "Analyzing and Improving the
+                Image Quality of StyleGAN", section 3.1): the R1 penalty is added on every
+                ``k``-th discriminator step only, weighted ``k`` times, so its average pull is
+                unchanged at ``1/k`` of its cost. The default 1 is every step, the measured
+                setting on the grid and the digits; on 28x28 digits the penalty's double
+                backward is a third of a step (0.19 of 0.56 s on 2 CPU cores), which
+                ``r1_every=16`` saves.
             n_critic: discriminator updates per generator update.
             pack: PacGAN degree: the discriminator judges packs of this many examples.
             minibatch_std: append the minibatch standard deviation feature to ``D``.
@@ -109,10 +123,12 @@ class GAN(GenerativeModel):
         hidden: tuple[int, ...] = (128, 128, 128)
         disc_hidden: tuple[int, ...] = (128, 128, 128)
         channels: int | None = None
+        upsampling: str = choice("nearest", UPSAMPLINGS)
         activation: str = choice("leaky_relu", ACTIVATIONS)
         loss: str = choice("nonsaturating", ADVERSARIAL_LOSSES)
         gp_weight: float = 10.0
         r1_weight: float = 0.1
+        r1_every: int = 1
         n_critic: int = 1
         pack: int = 1
         minibatch_std: bool = False
@@ -145,7 +161,7 @@ class GAN(GenerativeModel):
         if config.channels is None:
             config = dataclasses.replace(config, channels=self.default_image_channels[stages])
         super().__init__(config, data_info)
-        for name in ("n_critic", "pack", "group_size", "latent_dim", "channels"):
+        for name in ("n_critic", "pack", "group_size", "latent_dim", "channels", "r1_every"):
             if getattr(config, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
         if config.data_scale <= 0:
@@ -161,7 +177,7 @@ class GAN(GenerativeModel):
             if len(shape) != 3 or shape[1] % 2 or shape[2] % 2:
                 raise ConfigError(f"GAN images must be (C, H, W) with even H, W; got {shape}")
             self.generator = ConvGenerator(
-                config.latent_dim, shape, config.channels, config.activation
+                config.latent_dim, shape, config.channels, config.activation, config.upsampling
             )
             self.network_scale = 1.0
             self.default_steps = self.default_image_steps[stages]
@@ -225,9 +241,10 @@ class GAN(GenerativeModel):
         return self.discriminator(self._network_packs(x))
 
     def _discriminator_loss(
-        self, real: torch.Tensor, fake: torch.Tensor
+        self, real: torch.Tensor, fake: torch.Tensor, step: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """The discriminator's objective with its penalties, and the logits it saw."""
+        """The discriminator's objective at ``step`` with its penalties, and the logits it saw
+        (R1 on every ``r1_every``-th step, weighted ``r1_every`` times)."""
         cfg = self.config
         real_logits, fake_logits = self._judge(real), self._judge(fake)
         loss = self.game.discriminator(real_logits, fake_logits)
@@ -238,9 +255,9 @@ class GAN(GenerativeModel):
                 self.discriminator, packed_real, packed_fake
             )
             loss = loss + cfg.gp_weight * terms["gradient_penalty"]
-        if cfg.r1_weight > 0:
+        if cfg.r1_weight > 0 and step % cfg.r1_every == 0:
             terms["r1"] = r1_penalty(self.discriminator, self._network_packs(real))
-            loss = loss + 0.5 * cfg.r1_weight * terms["r1"]
+            loss = loss + 0.5 * cfg.r1_weight * cfg.r1_every * terms["r1"]
         return loss, real_logits, fake_logits, terms
 
     def train_step(
@@ -259,7 +276,7 @@ class GAN(GenerativeModel):
 
         with torch.no_grad():
             fake = self.model(num_samples=n)
-        loss_d, real_logits, fake_logits, terms = self._discriminator_loss(real, fake)
+        loss_d, real_logits, fake_logits, terms = self._discriminator_loss(real, fake, step)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()

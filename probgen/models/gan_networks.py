@@ -36,12 +36,32 @@ def image_stages(data_info: DataInfo) -> int:
     return resolution_stages(shape[1], shape[2])
 
 
+UPSAMPLINGS = ("nearest", "transpose")
+
+
+def doubling(c_in: int, c_out: int, upsampling: str) -> list[nn.Module]:
+    """Layers that double a map's height and width: a 4x4 transposed convolution of stride 2
+    (``transpose``, as in DCGAN: Radford et al. 2016, "Unsupervised Representation Learning
+    with Deep Convolutional Generative Adversarial Networks"), or a nearest-neighbour
+    upsampling and a 3x3 convolution (``nearest``; four times the multiply-adds at the doubled
+    size, and no checkerboard artefacts: Odena et al. 2016, "Deconvolution and Checkerboard
+    Artifacts")."""
+    if upsampling == "transpose":
+        return [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)]
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1)]
+
+
 class ConvGenerator(nn.Module):
-    """``z -> (2^s c, H/2^s, W/2^s) -> s x (upsample, conv) -> conv -> tanh``: images in
-    (-1, 1), the width halving at each of the ``s`` (:func:`resolution_stages`) doublings."""
+    """``z -> (2^s c, H/2^s, W/2^s) -> s x doubling -> conv -> tanh``: images in (-1, 1), the
+    width halving at each of the ``s`` (:func:`resolution_stages`) :func:`doubling` layers."""
 
     def __init__(
-        self, latent_dim: int, event_shape: tuple[int, ...], channels: int, act: str
+        self,
+        latent_dim: int,
+        event_shape: tuple[int, ...],
+        channels: int,
+        act: str,
+        upsampling: str = "nearest",
     ) -> None:
         super().__init__()
         c_out, h, w = event_shape
@@ -53,8 +73,7 @@ class ConvGenerator(nn.Module):
         for i in range(stages, 0, -1):
             layers += [
                 activation(act),
-                nn.Upsample(scale_factor=2, mode="nearest"),
-                nn.Conv2d(2**i * channels, 2 ** (i - 1) * channels, 3, padding=1),
+                *doubling(2**i * channels, 2 ** (i - 1) * channels, upsampling),
             ]
         self.body = nn.Sequential(
             *layers, activation(act), nn.Conv2d(channels, c_out, 3, padding=1), nn.Tanh()

@@ -88,8 +88,7 @@ class VAE(ProgramModel):
             raise ValueError("conditional=true needs labelled data")
         if c.net == "conv" and data_info.kind != "image":
             raise ValueError("net=conv needs image data")
-        large = data_info.kind == "image" and min(data_info.event_shape[1:]) >= 16
-        self.net = c.net if c.net != "auto" else ("conv" if large else "mlp")
+        self.net = c.net if c.net != "auto" else ("conv" if data_info.large_image else "mlp")
         if c.objective == "analytic" and c.guide != "gaussian":
             raise ValueError("objective=analytic needs guide=gaussian (no closed-form KL)")
         self.likelihood = self._resolve_likelihood(c.likelihood, data_info)

@@ -3,9 +3,15 @@
 The DDPM architecture without attention, sized for small images on a CPU: residual blocks
 ``h = conv(SiLU(GN(x))) + W SiLU(emb(t)); out = x + conv(SiLU(GN(h)))``, a stride-2
 convolution between resolutions, nearest-neighbour upsampling back to each skip's exact size
-(so odd sizes such as 7x7 work), and skip connections concatenated on the way up.
+(so odd sizes such as 7x7 work), and skip connections concatenated on the way up. With
+``patch_size = p > 1`` the image enters as ``p x p`` patches stacked on channels
+(``pixel_unshuffle``) and leaves the same way (``pixel_shuffle``): the network works at
+``H/p x W/p`` from its first layer, ``p^2`` times fewer multiply-adds at each resolution for
+the same widths (Hoogeboom et al. 2023's patching for large images, used here for a CPU).
 
-References: Ronneberger et al. 2015, "U-Net"; Ho et al. 2020, appendix B (the DDPM U-Net).
+References: Ronneberger et al. 2015, "U-Net"; Ho et al. 2020, appendix B (the DDPM U-Net);
+Hoogeboom et al. 2023, "simple diffusion: End-to-end diffusion for high resolution images",
+section 3.2.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ class UNet(nn.Module):
         num_res_blocks: residual blocks per resolution on the way down (one more on the way up).
         dropout: dropout inside residual blocks.
         time_scale: ``t`` is embedded as ``t * time_scale`` (1 for integer steps).
+        patch_size: side ``p`` of the square patches the image is folded into (1: pixels);
+            ``H`` and ``W`` must divide by it.
     """
 
     def __init__(
@@ -65,14 +73,19 @@ class UNet(nn.Module):
         num_res_blocks: int = 1,
         dropout: float = 0.0,
         time_scale: float = 1.0,
+        patch_size: int = 1,
     ) -> None:
         super().__init__()
+        if patch_size < 1:
+            raise ValueError(f"patch_size must be at least 1, got {patch_size}")
+        self.patch_size = patch_size
+        area = patch_size**2
         emb_dim = 4 * channels
         self.time_embedding = nn.Sequential(
             SinusoidalEmbedding(channels, scale=time_scale),
             MLP(channels, [emb_dim], emb_dim),
         )
-        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.stem = nn.Conv2d(area * in_channels, channels, 3, padding=1)
 
         widths = [channels * m for m in channel_mults]
         skip_widths = [channels]
@@ -105,14 +118,19 @@ class UNet(nn.Module):
             if level > 0:
                 self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1))
 
-        self.head = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
+        self.head = nn.Sequential(
+            _norm(ch), nn.SiLU(), nn.Conv2d(ch, area * out_channels, 3, padding=1)
+        )
         # a zero last layer starts the denoiser at "predict 0", a stable start for any target
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         emb = self.time_embedding(t)
-        h = self.stem(x)
+        p = self.patch_size
+        if x.shape[-1] % p or x.shape[-2] % p:
+            raise ValueError(f"image sides {tuple(x.shape[-2:])} must divide by patch_size {p}")
+        h = self.stem(F.pixel_unshuffle(x, p) if p > 1 else x)
         skips = [h]
         for level, blocks in enumerate(self.down):
             for block in blocks:
@@ -129,4 +147,5 @@ class UNet(nn.Module):
                 if h.shape[-2:] != skip.shape[-2:]:
                     h = self.upsample[level - 1](F.interpolate(h, size=skip.shape[-2:]))
                 h = block(torch.cat([h, skip], dim=1), emb)
-        return self.head(h)
+        out = self.head(h)
+        return F.pixel_shuffle(out, p) if p > 1 else out

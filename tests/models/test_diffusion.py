@@ -352,6 +352,25 @@ def test_vector_data_train_twice_as_long_by_default():
     assert Diffusion(Diffusion.Config(**SMALL), IMAGE).default_steps == Diffusion.default_steps
 
 
+def test_large_images_are_patched_and_sampled_with_ddim_by_default():
+    mnist = DataInfo((1, 28, 28), kind="image", value_range=(-1.0, 1.0), levels=256)
+    small, large = (
+        Diffusion(Diffusion.Config(**SMALL), IMAGE),
+        Diffusion(Diffusion.Config(**SMALL), mnist),
+    )
+    assert (small.config.patch_size, large.config.patch_size) == (1, 2)
+    assert large.network.patch_size == 2 and large.samplers[0] == "ddim"
+    assert small.samplers[0] == "ancestral"
+    assert large.default_steps == Diffusion.default_large_image_steps < small.default_steps
+    assert large.generate(2, steps=3).shape == (2, 1, 28, 28)
+    odd = DataInfo((1, 27, 27), kind="image", value_range=(-1.0, 1.0), levels=256)
+    assert Diffusion(Diffusion.Config(**SMALL), odd).config.patch_size == 1
+    with pytest.raises(ConfigError, match="must divide the image sides"):
+        Diffusion(Diffusion.Config(**SMALL, patch_size=3), mnist)
+    with pytest.raises(ConfigError, match="at least 1"):
+        Diffusion(Diffusion.Config(**SMALL, patch_size=0), mnist)
+
+
 def test_bad_options_are_config_errors():
     with pytest.raises(ConfigError, match="parameterization"):
         Diffusion(Diffusion.Config(parameterization="score"), VECTOR)

@@ -270,3 +270,24 @@ def model_history(path):
     from probgen.runs import Run
 
     return Run(path).read_history()
+
+
+def test_lazy_r1_is_added_every_kth_step_weighted_k_times():
+    assert small_gan().config.r1_every == 1
+    gan = small_gan(IMAGES, ema_decay=0.0, r1_every=16)
+    real, fake = torch.rand(8, 1, 8, 8) * 2 - 1, torch.rand(8, 1, 8, 8) * 2 - 1
+    plain, *_, terms = gan._discriminator_loss(real, fake, step=3)
+    assert "r1" not in terms
+    lazy, *_, terms = gan._discriminator_loss(real, fake, step=32)
+    torch.testing.assert_close(lazy - plain, 0.5 * gan.config.r1_weight * 16 * terms["r1"])
+
+
+@pytest.mark.parametrize("upsampling", ["nearest", "transpose"])
+def test_both_upsamplings_draw_images_of_the_data_shape(upsampling):
+    mnist = DataInfo((1, 28, 28), kind="image", value_range=(-1.0, 1.0), levels=256)
+    gan = small_gan(mnist, upsampling=upsampling)
+    x = gan.generate(3)
+    assert x.shape == (3, 1, 28, 28) and x.abs().max() <= 1.0
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in gan.generator.modules()) == (
+        upsampling == "transpose"
+    )

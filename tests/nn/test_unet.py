@@ -41,3 +41,25 @@ def test_gradient_reaches_every_parameter():
     net = randomise_head(UNet(2, 2, channels=8, channel_mults=(1, 2, 2)))
     net(torch.randn(2, 2, 28, 28), torch.tensor([1.0, 500.0])).square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+@pytest.mark.parametrize(("channels", "size"), [(1, 28), (3, 32), (2, 6)])
+def test_patched_network_keeps_the_image_shape_and_pixel_locality(channels, size):
+    torch.manual_seed(2)
+    net = randomise_head(UNet(channels, 2 * channels, channels=8, patch_size=2)).eval()
+    x = torch.randn(2, channels, size, size)
+    t = torch.tensor([3.0, 700.0])
+    out = net(x, t)
+    assert out.shape == (2, 2 * channels, size, size)
+    # pixel_shuffle puts each patch's outputs back on that patch's own pixels: the head's
+    # output for the top-left 2x2 patch is exactly the first p^2 C head channels at (0, 0)
+    net.patch_size = 1
+    folded = net(torch.nn.functional.pixel_unshuffle(x, 2), t)
+    net.patch_size = 2
+    torch.testing.assert_close(torch.nn.functional.pixel_unshuffle(out, 2), folded)
+
+
+def test_patch_size_must_divide_the_image():
+    net = UNet(1, 1, channels=8, patch_size=2)
+    with pytest.raises(ValueError, match="divide by patch_size 2"):
+        net(torch.randn(1, 1, 7, 7), torch.tensor([1.0]))
