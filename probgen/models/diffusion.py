@@ -88,8 +88,9 @@ class Diffusion(GenerativeModel):
 
     Config = DiffusionConfig
     default_steps = 10000  # small images; large ones and vectors get their own below
-    # 28x28 digits, 2x2 patches: ~0.56 s a step on 2 CPU cores, 15 minutes' worth
-    default_large_image_steps = 1400
+    # 28x28 digits, 2x2 patches: ~0.46 s a step on 2 CPU cores (1,400 steps fitted in 639 s:
+    # FID 169.2, benchmarks/results/mnist.md), so 1,800 fit in about 14 minutes
+    default_large_image_steps = 1800
     # a sharp 2-D mixture needs its small-t denoiser resolved: on 25gaussians 10,000 steps left
     # 4% of ancestral and 5-9% of 50-step DDIM draws off the modes, 20,000 about 2% and 3%
     default_vector_steps = 20000
