@@ -124,7 +124,7 @@ class Diffusion(GenerativeModel):
             # 1,000 ancestral steps of a U-Net are minutes per 1,000 draws on a CPU; 50 DDIM
             # steps are twenty times fewer
             self.default_steps = self.default_large_image_steps
-            self.samplers = ("ddim", "ancestral", "dpm++2m")
+            self.samplers = ("ddim", *(name for name in self.samplers if name != "ddim"))
 
     # -- the denoiser ----------------------------------------------------------------------
     def _network_output(

@@ -128,11 +128,11 @@ def vector_flow(config: FlowConfig, features: int) -> Compose:
 def glow_flow(config: FlowConfig, event_shape: tuple[int, ...]) -> Bijection:
     """A multi-scale Glow (:func:`~probgen.flows.multiscale.multiscale_flow`) for images."""
     channels, height, width = event_shape
-    most = possible_scales(height, width)
-    scales = most if config.scales is None else config.scales
-    if most == 0:
+    if possible_scales(height, width, 1) == 0:
         raise ConfigError(f"flow=glow needs even image height and width, got {height}x{width}")
-    if not 1 <= scales <= possible_scales(height, width, max(scales, 1)):
+    scales = possible_scales(height, width) if config.scales is None else config.scales
+    if scales < 1 or possible_scales(height, width, scales) < scales:
+        most = possible_scales(height, width, max(scales, 3))
         raise ConfigError(f"scales={scales}: {height}x{width} images halve {most} times at most")
     return multiscale_flow(tuple(event_shape), scales, config.transforms, config.hidden[0])
 
