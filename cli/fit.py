@@ -68,10 +68,11 @@ def _launch(nproc: int) -> int:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16"]),
-    default="fp32",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
     show_default=True,
-    help="bf16: bfloat16 autocast of the training step.",
+    help="bf16: bfloat16 autocast of the training step; auto: bf16 for image models on CPUs "
+    "with bfloat16 matrix units (AMX), else fp32.",
 )
 @click.option(
     "--guide",

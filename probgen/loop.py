@@ -37,7 +37,7 @@ class LoopOptions:
     checkpoint_every: int = 1000
     quiet: bool = False
     log_every: int = 1
-    precision: str = "fp32"
+    precision: str = "fp32"  # fp32 or bf16, resolved from "auto" by the caller
 
 
 def _scalar(value: torch.Tensor | float) -> float:

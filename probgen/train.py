@@ -31,6 +31,7 @@ from probgen.errors import ConfigError, RunError
 from probgen.loop import LoopOptions, TrainingInterrupted, train
 from probgen.models.base import GenerativeModel
 from probgen.models.registry import spec_of
+from probgen.precision import check_precision, resolve_precision
 from probgen.run_lock import writing_run
 from probgen.runs import Run, TrainState, config_payload
 
@@ -67,7 +68,7 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     checkpoint_every: int = 1000,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> GenerativeModel:
     """Fit ``model`` (a registered name, a ``FILE.py:NAME[,GUIDE]`` spec or a class) to ``data``.
 
@@ -82,7 +83,8 @@ def fit(
         resume: continue the run in ``out`` from its last checkpoint (model, optimiser and RNG
             state); ``steps`` is then the total to reach.
         overwrite: replace an existing run in ``out`` instead of refusing.
-        precision: ``fp32``, or ``bf16`` for bfloat16 autocast of the training step.
+        precision: ``fp32``, ``bf16`` (bfloat16 autocast of the training step) or ``auto``
+            (:mod:`probgen.precision`: bf16 where the model and the hardware gain from it).
 
     Returns:
         The trained model, in eval mode, on ``device``.
@@ -90,8 +92,7 @@ def fit(
     _check_fit_arguments(steps, epochs, batch_size, checkpoint_every, lr, seed)
     if resume and overwrite:
         raise ConfigError("give --resume or --overwrite, not both")
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
+    check_precision(precision)
     request = FitRequest(
         model=model,
         data=data,
@@ -200,6 +201,7 @@ class Session:
     history: list[dict]
     seed: int
     target: int
+    precision: str
 
 
 def _fit(r: FitRequest, group: ProcessGroup) -> GenerativeModel:
@@ -220,6 +222,7 @@ def _fit(r: FitRequest, group: ProcessGroup) -> GenerativeModel:
         seed_everything(session.seed + 7919 * group.rank)  # distinct noise, same weights
     session.state.target_steps = session.target
     r.loop.steps = session.target
+    r.loop.precision = session.precision
     train(net, stream, session.optimizers, r.loop, session.state, session.history, writer, group)
     net.eval()
     # forked so a later --resume continues from the RNG state training ended with
@@ -246,9 +249,10 @@ def _start(r: FitRequest, run: Run | None, group: ProcessGroup) -> Session:
     )
     net.setup(stream.setup_batch(), stream.n)
     optimizers = net.configure_optimizers(r.lr)
-    target = _target_steps(*r.budget, stream, net.default_steps)
+    precision = resolve_precision(r.loop.precision, net, r.device)
+    target = _target_steps(*r.budget, stream, net.default_steps_for(precision))
     state = TrainState(0, 0, target, stream.global_batch_size, r.lr)
-    return Session(net, dataset, stream, optimizers, state, [], r.seed, target)
+    return Session(net, dataset, stream, optimizers, state, [], r.seed, target, precision)
 
 
 def _resume(r: FitRequest, run: Run | None, group: ProcessGroup) -> Session:
@@ -279,14 +283,18 @@ def _resume(r: FitRequest, run: Run | None, group: ProcessGroup) -> Session:
     )
     stream.load_state_tensors(run.load_optimizers(optimizers, meta))
     history = run.read_history()
-    target = _target_steps(*r.budget, stream, state.target_steps or net.default_steps)
+    precision = resolve_precision(r.loop.precision, net, r.device)
+    default = state.target_steps or net.default_steps_for(precision)
+    target = _target_steps(*r.budget, stream, default)
     if target < state.step:
         asked = f"--steps {target}" if r.budget[0] is not None else f"a target of {target} steps"
         raise ConfigError(
             f"--resume: {r.out} has done {state.step} steps; {asked} is below that "
             "(--steps is the total to reach)"
         )
-    return Session(net, dataset, stream, optimizers, state, history, stored["seed"], target)
+    return Session(
+        net, dataset, stream, optimizers, state, history, stored["seed"], target, precision
+    )
 
 
 def _check_same_data(r: FitRequest, spec: dict) -> None:

@@ -152,7 +152,7 @@ def test_resume_refuses_new_options(tmp_path):
 def test_bf16_autocast_trains():
     model = fit("vae", "moons", None, steps=10, quiet=True, options=TINY_VAE, precision="bf16")
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    with pytest.raises(ConfigError, match="--precision must be fp32 or bf16"):
+    with pytest.raises(ConfigError, match="--precision must be auto, fp32 or bf16"):
         fit("vae", "moons", steps=1, precision="fp16")
 
 

@@ -138,7 +138,19 @@ def r1_penalty(critic: Critic, real: torch.Tensor) -> torch.Tensor:
     References: Mescheder et al. 2018, "Which Training Methods for GANs do actually
     Converge?", eq. (9).
     """
-    return _input_gradient(critic, real).square().sum(dim=1).mean()
+    return logits_and_r1_penalty(critic, real)[1]
+
+
+def logits_and_r1_penalty(critic: Critic, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(D(x), r1_penalty(D, x))`` from one forward pass of ``D`` on the real data.
+
+    The discriminator's loss needs ``D(x)`` and the penalty needs its input gradient: both come
+    from the same graph, which saves a forward pass on every regularised step.
+    """
+    inputs = real.detach().requires_grad_(True)
+    logits = critic(inputs)
+    (grad,) = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
+    return logits, grad.reshape(grad.shape[0], -1).square().sum(dim=1).mean()
 
 
 def pack(x: torch.Tensor, m: int) -> torch.Tensor:

@@ -114,6 +114,9 @@ class GenerativeModel(PyroModule):
         Config: the hyperparameter dataclass.
         spec: where a user's class was loaded from (``FILE.py:Name``); ``None`` for built-ins.
         default_steps: training steps when the user gives neither ``--steps`` nor ``--epochs``.
+        bf16_default_steps: the same budget for steps under bf16 autocast, for a model that
+            trains in bf16 where the hardware makes that faster (``precision="auto"``,
+            :mod:`probgen.precision`); ``None``: the model trains in fp32 unless told otherwise.
         samplers: names accepted by ``generate(..., sampler=NAME)``; the first is the default.
         image_range: the model-space range images are rescaled to.
         dequantize: whether image intensities get uniform dequantisation noise in training.
@@ -124,6 +127,7 @@ class GenerativeModel(PyroModule):
     Config: ClassVar[type]
     spec: ClassVar[str | None] = None
     default_steps: ClassVar[int] = 2000
+    bf16_default_steps: int | None = None
     samplers: ClassVar[tuple[str, ...]] = ("ancestral",)
     image_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     dequantize: ClassVar[bool] = False
@@ -135,6 +139,12 @@ class GenerativeModel(PyroModule):
         self.config = config
         self.data_info = data_info
         self.preprocessor: Preprocessor = Identity()
+
+    def default_steps_for(self, precision: str) -> int:
+        """The default training budget for steps in ``precision`` (``fp32`` or ``bf16``)."""
+        if precision == "bf16" and self.bf16_default_steps is not None:
+            return self.bf16_default_steps
+        return self.default_steps
 
     # -- the Pyro program(s) ---------------------------------------------------------------
     def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> Any:

@@ -65,7 +65,7 @@ from probgen.infer.diffusion_samplers import (
 from probgen.infer.schedules import NoiseSchedule, make_betas
 from probgen.models.base import Batch, DataInfo, GenerativeModel, Labels
 from probgen.models.diffusion_bound import chain_term, prior_term
-from probgen.models.diffusion_config import DiffusionConfig, denoiser_network, with_patch_size
+from probgen.models.diffusion_config import DiffusionConfig, denoiser_network, with_image_defaults
 from probgen.models.diffusion_parameterization import (
     reverse_log_variance,
     simple_target,
@@ -79,23 +79,31 @@ class Diffusion(GenerativeModel):
 
     Samplers: ``"ancestral"`` (all T steps, or a respaced subsequence with ``steps``),
     ``"ddim"`` (``steps`` default 50, ``eta`` default 0) and ``"dpm++2m"`` (DPM-Solver++ 2M,
-    ``steps`` default 20); the first is the default, except for large images
-    (:attr:`~probgen.models.base.DataInfo.large_image`), which sample with DDIM and fold 2x2
-    patches into the U-Net's channels (``patch_size``). ``encode``/``decode`` are
-    deterministic DDIM maps x_0 <-> x_T.
+    ``steps`` default 20); the first is the default. Large images
+    (:attr:`~probgen.models.base.DataInfo.large_image`) sample ancestrally in 50 respaced
+    steps by default, fold 2x2 patches into the U-Net's channels (``patch_size``) and train
+    without dropout. ``encode``/``decode`` are deterministic DDIM maps x_0 <-> x_T.
     Samples, bounds and codes use the EMA-averaged network; ``loss`` trains the raw one.
     """
 
     Config = DiffusionConfig
     default_steps = 10000  # small images; large ones and vectors get their own below
-    # 28x28 digits, 2x2 patches: ~0.46 s a step on 2 CPU cores (1,400 steps fitted in 639 s:
-    # FID 169.2, benchmarks/results/mnist.md), so 1,800 fit in about 14 minutes
-    default_large_image_steps = 1800
+    # 28x28 digits, 2x2 patches, no dropout: 1,800 steps fitted in 686 s on 2 CPU cores
+    # (0.38 s a step; benchmarks/results/mnist.md), so 2,200 fit in about 14 minutes
+    default_large_image_steps = 2200
+    # the same under bf16 autocast on AMX CPUs (precision=auto): 3,200 steps fitted in 887 s
+    # (0.28 s a step) and reached FID 35.7, confidence 0.918; 3,000 leave a minute to spare
+    bf16_large_image_steps = 3000
     # a sharp 2-D mixture needs its small-t denoiser resolved: on 25gaussians 10,000 steps left
     # 4% of ancestral and 5-9% of 50-step DDIM draws off the modes, 20,000 about 2% and 3%
     default_vector_steps = 20000
     samplers = ("ancestral", "ddim", "dpm++2m")
+    # default steps per sampler; ancestral's default is every step, except for large images
     default_sampler_steps: ClassVar[dict[str, int]] = {"ddim": 50, "dpm++2m": 20}
+    # on 28x28 digits after 1,800 steps, 1,000 draws: ancestral respaced to 50 steps FID 56.3,
+    # confidence 0.897; 50 DDIM steps with eta = 1 57.2, 0.897; with eta = 0 127.6, 0.856;
+    # 20 DPM-Solver++ steps 114.4, 0.860 (the deterministic samplers keep the network's errors)
+    large_image_ancestral_steps = 50
     coding_steps = 100
     # log(abar / (1 - abar)) where DDIM, DPM-Solver++ and encoding start: lambda_min = -5.1 of
     # diffusers' DPM-Solver for cosine schedules, in log-SNR = 2 lambda
@@ -107,7 +115,7 @@ class Diffusion(GenerativeModel):
     dequantize = True
 
     def __init__(self, config: DiffusionConfig, data_info: DataInfo) -> None:
-        config = with_patch_size(config, data_info)
+        config = with_image_defaults(config, data_info)
         super().__init__(config, data_info)
         if config.variance == "learned" and config.objective == "simple":
             raise ConfigError("variance='learned' needs objective='hybrid' or 'elbo' to train it")
@@ -121,10 +129,14 @@ class Diffusion(GenerativeModel):
         if data_info.kind != "image":
             self.default_steps = self.default_vector_steps
         elif data_info.large_image:
-            # 1,000 ancestral steps of a U-Net are minutes per 1,000 draws on a CPU; 50 DDIM
-            # steps are twenty times fewer
+            # 1,000 ancestral steps of a U-Net are minutes per 1,000 draws on a CPU; 50
+            # respaced ones are twenty times fewer, with the learned variance of each
             self.default_steps = self.default_large_image_steps
-            self.samplers = ("ddim", *(name for name in self.samplers if name != "ddim"))
+            self.bf16_default_steps = self.bf16_large_image_steps
+            self.default_sampler_steps = {
+                **self.default_sampler_steps,
+                "ancestral": self.large_image_ancestral_steps,
+            }
 
     # -- the denoiser ----------------------------------------------------------------------
     def _network_output(
@@ -338,8 +350,7 @@ class Diffusion(GenerativeModel):
         end = min(end, start)
         available = start - end + 1
         if steps is None:
-            steps = available if sampler == "ancestral" else self.default_sampler_steps[sampler]
-            steps = min(steps, available)
+            steps = min(self.default_sampler_steps.get(sampler, available), available)
         if not 1 <= steps <= available:
             raise ConfigError(f"steps must be in 1..{available} for {sampler}, got {steps}")
         if sampler == "dpm++2m":

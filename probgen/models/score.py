@@ -29,7 +29,7 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyro
@@ -43,6 +43,7 @@ from probgen.infer.langevin import ULA
 from probgen.infer.langevin_particles import annealed_langevin_dynamics, langevin_dynamics
 from probgen.infer.sde import VESDE, VPSDE, ScoreSDE, SubVPSDE, ode_log_prob, ode_sample, pc_sample
 from probgen.models.base import Batch, DataInfo, GenerativeModel, Labels
+from probgen.models.image_networks import resolve_patch_size, time_unet
 from probgen.nn import EMA, MLP, SinusoidalEmbedding
 
 SAMPLERS = {
@@ -51,7 +52,9 @@ SAMPLERS = {
     "vp": ("pc", "ode"),
     "subvp": ("pc", "ode"),
 }
+SDES = ("auto", *SAMPLERS)  # auto: ncsn, except vp for large images
 OBJECTIVES = ("dsm", "ssm")
+NETS = ("auto", "mlp", "unet")  # auto: the U-Net for large images
 # generate(**options): per-call overrides of the sampler settings in Config
 SAMPLER_OPTIONS = ("step_lr", "final_denoise", "n_steps_each", "snr", "n_corrector")
 
@@ -60,7 +63,8 @@ class NoiseConditionalScoreNet(nn.Module):
     """``(x, c) -> sigma * s(x, c)``: an MLP on the flattened input and an embedding of ``c``.
 
     ``c in [0, 1]`` is the noise level (time of the SDE, or the position of ``sigma`` on the
-    log-scale ladder); images are flattened, which is enough for 8x8 digits.
+    log-scale ladder); images are flattened, which is enough for 8x8 digits (larger ones take
+    the U-Net, ``net=unet``).
     """
 
     def __init__(
@@ -80,11 +84,27 @@ class ScoreModel(GenerativeModel):
 
     @dataclass
     class Config:
-        sde: str = choice("ncsn", SAMPLERS)
+        """``sde=auto`` is ``ncsn``, except ``vp`` for large images
+        (:attr:`~probgen.models.base.DataInfo.large_image`: annealed Langevin's 500 network
+        evaluations per draw are too many for a CPU there, and the VP SDE's reverse diffusion
+        needs no step size tuned to the data). ``net=auto`` is an MLP on the flattened input
+        (``hidden``, ``embedding_dim``, ``activation``), except the noise-conditioned U-Net of
+        :mod:`probgen.nn.unet` for large images (``channels``, ``channel_mults``,
+        ``res_blocks``, ``dropout``, ``patch_size``: None folds 2x2 patches in). ``pc_steps``
+        None is 500, or ``large_image_pc_steps`` for large images.
+        """
+
+        sde: str = choice("auto", SDES)
         objective: str = choice("dsm", OBJECTIVES)  # ssm: sliced score matching
+        net: str = choice("auto", NETS)
         hidden: tuple[int, ...] = (256, 256, 256)
         embedding_dim: int = 64
         activation: str = "silu"
+        channels: int = 32
+        channel_mults: tuple[int, ...] = (1, 2)
+        res_blocks: int = 1
+        dropout: float = 0.0
+        patch_size: int | None = None
         num_scales: int = 50  # L, the NCSN ladder (and VE's annealed sampler)
         sigma_min: float = 0.01
         sigma_max: float | None = None  # None: largest pairwise distance in the first batch
@@ -94,7 +114,7 @@ class ScoreModel(GenerativeModel):
         n_steps_each: int = 10  # annealed Langevin steps per noise level
         step_lr: float = 5e-5  # eps in alpha_i = eps sigma_i^2 / sigma_L^2
         final_denoise: bool = True
-        pc_steps: int = 500
+        pc_steps: int | None = None
         snr: float = 0.16
         n_corrector: int = 1
         ode_steps: int = 100
@@ -102,11 +122,34 @@ class ScoreModel(GenerativeModel):
         exact_trace: bool = False  # log_prob: exact divergence instead of Hutchinson's
 
     default_steps = 5000
+    # the U-Net on 28x28 digits (2x2 patches, batch 128): 0.38 s a step on 2 CPU cores, so
+    # 2,200 steps fit the 15-minute budget with a minute to spare
+    default_large_image_steps = 2200
+    # the same under bf16 autocast on AMX CPUs (precision=auto): 0.28 s a step (3,600 steps
+    # took 1,000 s), so 3,000
+    bf16_large_image_steps = 3000
+    default_pc_steps = 500
+    # 100 reverse-diffusion steps and a corrector each: 200 U-Net evaluations per draw
+    large_image_pc_steps = 100
     samplers = ("annealed", "langevin", "pc", "ode")
     image_range = (-1.0, 1.0)
     dequantize = True
 
     def __init__(self, config: Config, data_info: DataInfo) -> None:
+        large = data_info.large_image
+        net = config.net if config.net != "auto" else ("unet" if large else "mlp")
+        config = replace(
+            config,
+            sde=config.sde if config.sde != "auto" else ("vp" if large else "ncsn"),
+            net=net,
+            pc_steps=config.pc_steps
+            or (self.large_image_pc_steps if large else self.default_pc_steps),
+            patch_size=(
+                resolve_patch_size(config.patch_size, data_info)
+                if net == "unet"
+                else config.patch_size
+            ),
+        )
         super().__init__(config, data_info)
         if config.sigma_min <= 0 or (
             config.sigma_max is not None and config.sigma_max <= config.sigma_min
@@ -116,9 +159,16 @@ class ScoreModel(GenerativeModel):
             raise ConfigError("num_scales must be at least 2")
         # the valid samplers for this SDE, default first (the class lists every one)
         self.samplers = SAMPLERS[config.sde]
-        self.net = NoiseConditionalScoreNet(
-            data_info.dim, tuple(config.hidden), config.embedding_dim, config.activation
-        )
+        if large:
+            self.default_steps = self.default_large_image_steps
+            self.bf16_default_steps = self.bf16_large_image_steps
+        if config.net == "unet":
+            # c in [0, 1] embedded as 1000 c, as the MLP's embedding does
+            self.net = time_unet(config, data_info, time_scale=1000.0)
+        else:
+            self.net = NoiseConditionalScoreNet(
+                data_info.dim, tuple(config.hidden), config.embedding_dim, config.activation
+            )
         self.ema = EMA(self.net, config.ema_decay) if config.ema_decay > 0 else None
         # 0 until fitted from the first training batch, then saved with the run
         self.register_buffer("sigma_max", torch.tensor(float(config.sigma_max or 0.0)))

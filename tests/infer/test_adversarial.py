@@ -8,6 +8,7 @@ from probgen.infer.adversarial import (
     MinibatchStd,
     gradient_penalty,
     hinge_discriminator_loss,
+    logits_and_r1_penalty,
     minimax_discriminator_loss,
     minimax_generator_loss,
     nonsaturating_generator_loss,
@@ -101,6 +102,18 @@ def test_r1_penalty_is_the_squared_gradient_norm_on_data():
     )
     w = torch.tensor([1.0, -2.0, 2.0])
     assert r1_penalty(_linear_critic(w), x).item() == pytest.approx(9.0, rel=1e-6)
+
+
+def test_one_pass_gives_the_logits_and_an_r1_penalty_that_trains_the_critic():
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    x = torch.randn(16, 3)
+    logits, penalty = logits_and_r1_penalty(critic, x)
+    torch.testing.assert_close(logits, critic(x))
+    torch.testing.assert_close(penalty, r1_penalty(critic, x))
+    # the penalty keeps its graph: its gradient reaches the critic's weights
+    penalty.backward()
+    assert critic[0].weight.grad.abs().sum() > 0
 
 
 def test_pack_vectors_concatenates_consecutive_examples():

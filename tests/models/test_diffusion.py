@@ -352,15 +352,23 @@ def test_vector_data_train_twice_as_long_by_default():
     assert Diffusion(Diffusion.Config(**SMALL), IMAGE).default_steps == Diffusion.default_steps
 
 
-def test_large_images_are_patched_and_sampled_with_ddim_by_default():
+def test_large_images_are_patched_and_sampled_in_50_ancestral_steps_by_default():
     mnist = DataInfo((1, 28, 28), kind="image", value_range=(-1.0, 1.0), levels=256)
     small, large = (
         Diffusion(Diffusion.Config(**SMALL), IMAGE),
         Diffusion(Diffusion.Config(**SMALL), mnist),
     )
     assert (small.config.patch_size, large.config.patch_size) == (1, 2)
-    assert large.network.patch_size == 2 and large.samplers[0] == "ddim"
-    assert small.samplers[0] == "ancestral"
+    assert (small.config.dropout, large.config.dropout) == (0.1, 0.0)
+    assert Diffusion(Diffusion.Config(**SMALL, dropout=0.2), mnist).config.dropout == 0.2
+    assert large.network.patch_size == 2
+    assert small.samplers[0] == large.samplers[0] == "ancestral"
+    # all 1,000 steps for small images, 50 respaced ones for large images
+    assert len(small._sampler_steps("ancestral", None)) == small.schedule.num_steps
+    long_chain = Diffusion(Diffusion.Config(**{**SMALL, "timesteps": 200}), mnist)
+    ancestral = long_chain._sampler_steps("ancestral", None)
+    assert len(ancestral) == Diffusion.large_image_ancestral_steps and ancestral[0] == 199
+    assert len(long_chain._sampler_steps("ddim", None)) == 50
     assert large.default_steps == Diffusion.default_large_image_steps < small.default_steps
     assert large.generate(2, steps=3).shape == (2, 1, 28, 28)
     odd = DataInfo((1, 27, 27), kind="image", value_range=(-1.0, 1.0), levels=256)

@@ -52,6 +52,42 @@ def test_the_box_is_the_first_batch_widened_by_the_margin_and_then_fixed():
     assert torch.equal(model.box_low, box)
 
 
+LARGE = DataInfo((1, 16, 16), kind="image", value_range=(0.0, 1.0), levels=256)
+
+
+def test_large_images_train_in_the_reduced_noise_regime_and_sample_from_their_chains():
+    small, large = make(IMAGES, channels=(4, 8)), make(LARGE, channels=(4, 8))
+    c = small.config
+    assert (c.step_size, c.noise_std, c.energy_l2, c.sample_steps) == (0.001, None, 0.01, 500)
+    assert (c.sample_init, c.patch_size) == ("noise", 1)
+    c = large.config
+    assert (c.step_size, c.noise_std, c.energy_l2, c.sample_steps) == (1.0, 0.01, 0.1, 50)
+    assert (c.sample_init, c.patch_size) == ("buffer", 2)
+    assert large.default_steps == EBM.default_large_image_steps
+    assert large.bf16_default_steps == EBM.bf16_large_image_steps
+    assert small.bf16_default_steps is None
+    # what the user sets is kept
+    chosen = make(LARGE, channels=(4, 8), step_size=0.5, noise_std=0.02, sample_init="noise")
+    assert (chosen.config.step_size, chosen.config.noise_std) == (0.5, 0.02)
+    assert chosen.config.sample_init == "noise"
+    assert make(LARGE, channels=(4, 8), chains="short-run").config.sample_init == "noise"
+    with pytest.raises(ConfigError, match="must divide"):
+        make(LARGE, channels=(4, 8), patch_size=3)
+
+
+def test_buffer_draws_continue_distinct_persistent_chains():
+    model = make(LARGE, channels=(4, 8))
+    trained(model, steps=2, n=16)
+    states = model.negatives.buffer.states
+    starts = model._chain_starts(len(states), "buffer")
+    # every chain once: the same states, reordered
+    assert torch.equal(
+        starts.flatten(1).sum(1).sort().values, states.flatten(1).sum(1).sort().values
+    )
+    x = model.generate(6, steps=2)
+    assert x.shape == (6, 1, 16, 16) and x.min() >= 0 and x.max() <= 1
+
+
 def test_images_live_on_their_value_range():
     model = make(IMAGES, channels=(4, 8))
     assert (model.box_low == 0).all() and (model.box_high == 1).all()
