@@ -66,6 +66,22 @@ def with_network(model: ScoreModel, net: nn.Module) -> ScoreModel:
     return model
 
 
+def draws_match_a_rebuilt_copy(model, config, data_info, n, seed):
+    """Every sampler draws the same ``n`` examples from ``model`` and from a model rebuilt
+    from its state dict; returns the draws."""
+    rebuilt = ScoreModel(config, data_info)
+    rebuilt.load_state_dict(model.state_dict())
+    draws = []
+    for sampler in model.samplers:
+        torch.manual_seed(seed)
+        a = model.generate(n, sampler=sampler, steps=2)
+        torch.manual_seed(seed)
+        b = rebuilt.generate(n, sampler=sampler, steps=2)
+        assert a.shape == (n, *data_info.event_shape) and torch.equal(a, b)
+        draws.append(a)
+    return draws
+
+
 @pytest.mark.parametrize("objective", ["dsm", "ssm"])
 def test_score_matching_minimiser_is_the_true_score_of_gaussian_data(objective):
     torch.manual_seed(0)
@@ -176,14 +192,7 @@ def test_training_steps_images_and_state_dict_round_trip(sde, objective):
     ema_weight = model.ema.module.mlp[0].weight
     assert not torch.equal(ema_weight, model.net.mlp[0].weight)  # EMA lags the raw weights
 
-    rebuilt = ScoreModel(config, IMAGE)
-    rebuilt.load_state_dict(model.state_dict())
-    for sampler in model.samplers:
-        torch.manual_seed(5)
-        a = model.generate(3, sampler=sampler, steps=2)
-        torch.manual_seed(5)
-        b = rebuilt.generate(3, sampler=sampler, steps=2)
-        assert a.shape == (3, 1, 8, 8) and torch.equal(a, b)
+    for a in draws_match_a_rebuilt_copy(model, config, IMAGE, n=3, seed=5):
         assert a.min() >= -1 and a.max() <= 1
 
 
@@ -220,15 +229,7 @@ def test_unet_score_model_trains_samples_and_round_trips():
     losses = [float(model.train_step(Batch(x), optimizers, step)["loss"]) for step in range(3)]
     # the zero-initialised head predicts sigma * s = 0 at first: DSM loss is E||z||^2 / 2
     assert losses[0] == pytest.approx(0.5 * 256, rel=0.2)
-    rebuilt = ScoreModel(config, LARGE)
-    rebuilt.load_state_dict(model.state_dict())
-    for sampler in model.samplers:
-        torch.manual_seed(1)
-        a = model.generate(2, sampler=sampler, steps=2)
-        torch.manual_seed(1)
-        assert a.shape == (2, 1, 16, 16) and torch.equal(
-            a, rebuilt.generate(2, sampler=sampler, steps=2)
-        )
+    draws_match_a_rebuilt_copy(model, config, LARGE, n=2, seed=1)
 
 
 def test_pyro_model_is_an_implicit_program_over_the_prior():
