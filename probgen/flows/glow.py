@@ -11,6 +11,7 @@ Dinh et al. 2017, "Density estimation using Real NVP" (squeezing, section 3.6).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -39,28 +40,29 @@ class Squeeze(Bijection):
 class ConvCoupling(Bijection):
     """``z = (x_a, g(x_b; theta(x_a)))`` over channel halves, ``theta`` from a conv net.
 
-    The conditioner is conv3x3 -> ReLU -> conv1x1 -> ReLU -> conv3x3 (zero-initialised, so a
-    fresh step is the identity), and ``g`` any map from :mod:`~probgen.flows.elementwise`
-    applied at every pixel of ``x_b``; ``log|det|`` sums ``log g'`` over those pixels.
+    The conditioner is Glow's: a 3x3 convolution to ``hidden[0]`` channels, a 1x1 convolution
+    to each further width in ``hidden``, ReLUs between, and a 3x3 convolution to ``g``'s
+    parameters (zero-initialised, so a fresh step is the identity). ``g`` is any map from
+    :mod:`~probgen.flows.elementwise` applied at every pixel of ``x_b``; ``log|det|`` sums
+    ``log g'`` over those pixels.
     """
 
-    def __init__(self, channels: int, elementwise: Elementwise, hidden: int) -> None:
+    def __init__(self, channels: int, elementwise: Elementwise, hidden: Sequence[int]) -> None:
         super().__init__()
         if channels < 2:
             raise ValueError("a channel coupling needs at least two channels")
+        if not hidden:
+            raise ValueError("a channel coupling's conditioner needs at least one hidden width")
         self.split = channels // 2
         self.transformed = channels - self.split
         self.elementwise = elementwise
-        out = nn.Conv2d(hidden, self.transformed * elementwise.num_params, 3, padding=1)
+        layers: list[nn.Module] = [nn.Conv2d(self.split, hidden[0], 3, padding=1), nn.ReLU()]
+        for width_in, width in zip(hidden, hidden[1:], strict=False):
+            layers += [nn.Conv2d(width_in, width, 1), nn.ReLU()]
+        out = nn.Conv2d(hidden[-1], self.transformed * elementwise.num_params, 3, padding=1)
         nn.init.zeros_(out.weight)
         nn.init.zeros_(out.bias)
-        self.conditioner = nn.Sequential(
-            nn.Conv2d(self.split, hidden, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 1),
-            nn.ReLU(),
-            out,
-        )
+        self.conditioner = nn.Sequential(*layers, out)
 
     def _theta(self, xa: torch.Tensor) -> torch.Tensor:
         # (N, C_b * P, H, W) -> (N, C_b * H * W, P), matching x_b flattened per example

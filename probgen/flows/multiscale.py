@@ -12,10 +12,14 @@ is still exact.
 
 References: Dinh et al. 2017, "Density estimation using Real NVP" (section 3.6, multi-scale
 architecture); Kingma & Dhariwal 2018, "Glow: Generative Flow with Invertible 1x1
-Convolutions".
+Convolutions"; Dinh et al. 2015, "NICE: Non-linear Independent Components Estimation" (dense
+couplings over whole images, the optional top).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -53,8 +57,9 @@ class FactorOut(Bijection):
         return torch.cat([xa, xb], 1)
 
 
-def glow_steps(channels: int, steps: int, hidden: int) -> list[Bijection]:
-    """``steps`` Glow steps on ``channels``: actnorm, invertible 1x1 convolution, coupling."""
+def glow_steps(channels: int, steps: int, hidden: Sequence[int]) -> list[Bijection]:
+    """``steps`` Glow steps on ``channels``: actnorm, invertible 1x1 convolution, coupling
+    (conditioner widths ``hidden``)."""
     layers: list[Bijection] = []
     for _ in range(steps):
         layers += [
@@ -74,12 +79,19 @@ def possible_scales(height: int, width: int, most: int = 3) -> int:
 
 
 def multiscale_flow(
-    event_shape: tuple[int, int, int], scales: int, steps: int, hidden: int
+    event_shape: tuple[int, int, int],
+    scales: int,
+    steps: int,
+    hidden: Sequence[int],
+    top: Callable[[int], Bijection] | None = None,
 ) -> Bijection:
     """A ``scales``-level flow from images ``(C, H, W)`` to flat base vectors ``(N, C*H*W)``.
 
     Each level: squeeze, ``steps`` Glow steps; all but the last then factor half their
-    channels out (:class:`FactorOut`) and recurse on the rest.
+    channels out (:class:`FactorOut`) and recurse on the rest. ``top(D)``, if given, is a
+    bijection of the last level's ``D`` coordinates flattened: a dense flow there relates
+    every position of the coarsest level to every other, which convolutions only reach
+    through depth.
     """
     channels, height, width = event_shape
     if scales < 1 or possible_scales(height, width, scales) < scales:
@@ -87,7 +99,8 @@ def multiscale_flow(
     squeezed = (4 * channels, height // 2, width // 2)
     layers = [Squeeze(), *glow_steps(squeezed[0], steps, hidden)]
     if scales == 1:
-        return Compose(*layers, Flatten(squeezed))
+        flat = [Flatten(squeezed)] + ([top(math.prod(squeezed))] if top is not None else [])
+        return Compose(*layers, *flat)
     keep = squeezed[0] // 2
-    inner = multiscale_flow((keep, *squeezed[1:]), scales - 1, steps, hidden)
+    inner = multiscale_flow((keep, *squeezed[1:]), scales - 1, steps, hidden, top)
     return Compose(*layers, FactorOut(inner, keep, squeezed))

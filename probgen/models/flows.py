@@ -18,7 +18,9 @@ Families (``Config.flow``):
 - ``nsf-coupling``: rational-quadratic spline coupling (Durkan et al. 2019, RQ-NSF (C));
 - ``glow``: for images, multi-scale (Dinh et al. 2017, section 3.6): squeeze, steps of
   actnorm, invertible 1x1 convolution and affine coupling with a convolutional conditioner
-  (Kingma & Dhariwal 2018), half the channels factored out, repeated per scale;
+  (Kingma & Dhariwal 2018), half the channels factored out, repeated per scale, and dense
+  affine couplings over the last scale's coordinates (as NICE's, Dinh et al. 2015, over the
+  whole image) to relate its distant positions;
 - ``auto`` (the default): ``glow`` for images of 16x16 and up with even sides, ``nsf``
   otherwise (8x8 digits included, where it is the better density).
 
@@ -35,6 +37,7 @@ Inference"; Rezende & Mohamed 2015, "Variational Inference with Normalizing Flow
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +69,8 @@ class FlowConfig:
         flow: one of ``auto`` (``glow`` for images of 16x16 and up, else ``nsf``),
             ``realnvp``, ``maf``, ``nsf``, ``nsf-coupling``, ``glow``.
         transforms: number of coupling / autoregressive layers (Glow: steps per scale).
-        hidden: conditioner hidden widths (Glow: ``hidden[0]`` convolution channels).
+        hidden: conditioner hidden widths (Glow: a 3x3 convolution to ``hidden[0]`` channels,
+            then 1x1 convolutions to the others).
         bins: spline bins ``K`` (``nsf``, ``nsf-coupling``).
         tail_bound: splines act on ``[-B, B]`` and are the identity outside; ``B = 4`` spends
             the bins where standardised data lies (benchmarks/results/flows.md compares 3-5).
@@ -77,8 +81,15 @@ class FlowConfig:
         logit_alpha: margin of the logit layer for bounded (image) data.
         scales: Glow's levels; ``None``: as many as the sides halve evenly, at most 3.
         temperature: the base's scale for the ``tempered`` sampler, ``z ~ N(0, T^2 I)``; at the
-            default 1 the one sampler is ``exact``. On 28x28 digits after 2,500 steps lower
-            temperatures scored worse (FID 1,287 at 1, 2,048 at 0.75, 3,575 at 0.5).
+            default 1 the one sampler is ``exact``. On 28x28 digits after 2,500 steps (no
+            dense top) lower temperatures scored worse (FID 1,287 at 1, 2,048 at 0.75, 3,575
+            at 0.5).
+        top_transforms: Glow only: affine coupling layers with MLP conditioners of widths
+            ``top_hidden`` (and actnorm before each) on the last level's coordinates
+            flattened; 0 for none. Convolutions relate distant pixels only through depth: on
+            28x28 digits after 1,000 steps four dense layers took FID from 1,555 to 450 and
+            the classifier's confidence from 0.69 to 0.80; a step takes 0.28 s on 2 CPU
+            cores against 0.20 s without it.
     """
 
     flow: str = choice("auto", FLOWS)
@@ -92,6 +103,8 @@ class FlowConfig:
     logit_alpha: float = 0.05
     scales: int | None = None
     temperature: float = 1.0
+    top_transforms: int = 4
+    top_hidden: tuple[int, ...] = (512, 512)
 
 
 def _mixing(kind: str, features: int) -> Bijection:
@@ -134,7 +147,17 @@ def glow_flow(config: FlowConfig, event_shape: tuple[int, ...]) -> Bijection:
     if scales < 1 or possible_scales(height, width, scales) < scales:
         most = possible_scales(height, width, max(scales, 3))
         raise ConfigError(f"scales={scales}: {height}x{width} images halve {most} times at most")
-    return multiscale_flow(tuple(event_shape), scales, config.transforms, config.hidden[0])
+    top = None
+    if config.top_transforms > 0:
+        dense = dataclasses.replace(
+            config,
+            flow="realnvp",
+            transforms=config.top_transforms,
+            hidden=config.top_hidden,
+            norm="actnorm",
+        )
+        top = functools.partial(vector_flow, dense)
+    return multiscale_flow(tuple(event_shape), scales, config.transforms, config.hidden, top)
 
 
 class Flow(GenerativeModel):
@@ -146,7 +169,9 @@ class Flow(GenerativeModel):
 
     Config = FlowConfig
     default_steps = 2000  # vector flows; Glow gets default_glow_steps
-    default_glow_steps = 2500
+    # 28x28 digits, 2 CPU cores, batch 128: 0.28 s a step with the dense top (3,000 steps in
+    # 838 s: FID 232.0, confidence 0.851, 1.805 test bits/dim)
+    default_glow_steps = 3000
     samplers = ("exact",)
     image_range = (0.0, 1.0)
     dequantize = True
@@ -161,6 +186,8 @@ class Flow(GenerativeModel):
         super().__init__(config, data_info)
         if config.transforms < 1 or not config.hidden:
             raise ConfigError("a flow needs transforms >= 1 and at least one hidden width")
+        if config.top_transforms < 0:
+            raise ConfigError(f"top_transforms must be 0 or more, got {config.top_transforms}")
         if not config.temperature > 0:
             raise ConfigError(f"temperature must be positive, got {config.temperature}")
         # the default sampler draws at the configured temperature; "exact" is always T = 1

@@ -91,7 +91,8 @@ class ScoreModel(GenerativeModel):
         (``hidden``, ``embedding_dim``, ``activation``), except the noise-conditioned U-Net of
         :mod:`probgen.nn.unet` for large images (``channels``, ``channel_mults``,
         ``res_blocks``, ``dropout``, ``patch_size``: None folds 2x2 patches in). ``pc_steps``
-        None is 500, or ``large_image_pc_steps`` for large images.
+        None is 500 predictor steps with ``n_corrector`` None -> 1 Langevin corrector each, or
+        for large images ``large_image_pc_steps`` predictor steps and no corrector.
         """
 
         sde: str = choice("auto", SDES)
@@ -116,7 +117,7 @@ class ScoreModel(GenerativeModel):
         final_denoise: bool = True
         pc_steps: int | None = None
         snr: float = 0.16
-        n_corrector: int = 1
+        n_corrector: int | None = None
         ode_steps: int = 100
         likelihood_steps: int = 100
         exact_trace: bool = False  # log_prob: exact divergence instead of Hutchinson's
@@ -129,8 +130,10 @@ class ScoreModel(GenerativeModel):
     # took 1,000 s), so 3,000
     bf16_large_image_steps = 3000
     default_pc_steps = 500
-    # 100 reverse-diffusion steps and a corrector each: 200 U-Net evaluations per draw
-    large_image_pc_steps = 100
+    # 200 U-Net evaluations per draw on large images, spent on 200 reverse-diffusion steps:
+    # on 28x28 digits after 3,600 steps that scored FID 109.0 / confidence 0.913 against
+    # 107.2 / 0.894 for 100 predictor steps with a corrector each (snr 0.16)
+    large_image_pc_steps = 200
     samplers = ("annealed", "langevin", "pc", "ode")
     image_range = (-1.0, 1.0)
     dequantize = True
@@ -144,6 +147,7 @@ class ScoreModel(GenerativeModel):
             net=net,
             pc_steps=config.pc_steps
             or (self.large_image_pc_steps if large else self.default_pc_steps),
+            n_corrector=(0 if large else 1) if config.n_corrector is None else config.n_corrector,
             patch_size=(
                 resolve_patch_size(config.patch_size, data_info)
                 if net == "unet"

@@ -14,12 +14,12 @@ def test_squeeze_moves_each_2x2_patch_into_channels(assert_bijection):
 
 def test_conv_coupling_inverts_with_exact_log_det(perturb, assert_bijection):
     for elementwise in (Affine(), RationalQuadraticSpline(bins=4)):
-        layer = perturb(ConvCoupling(3, elementwise, hidden=8), scale=0.2)
+        layer = perturb(ConvCoupling(3, elementwise, hidden=(8,)), scale=0.2)
         assert_bijection(layer, torch.randn(2, 3, 3, 2))
 
 
 def test_conv_coupling_starts_as_identity():
-    layer = ConvCoupling(4, Affine(), hidden=8)
+    layer = ConvCoupling(4, Affine(), hidden=(8,))
     x = torch.randn(2, 4, 3, 3)
     z, ladj = layer(x)
     torch.testing.assert_close(z, x)

@@ -8,6 +8,7 @@ from probgen.data.preprocess import Standardize
 from probgen.data.toys import sample_toy
 from probgen.errors import ConfigError
 from probgen.flows.check import dense_log_abs_det
+from probgen.flows.coupling import Coupling
 from probgen.models.base import Batch, DataInfo
 from probgen.models.flows import Flow
 
@@ -176,6 +177,12 @@ def test_auto_picks_a_multiscale_glow_for_large_images_only():
     glow = _flow(large, hidden=(8,))
     assert glow.config.flow == "glow" and glow.samplers == ("exact",)
     assert glow.default_steps == Flow.default_glow_steps
+    # the last level ends in dense couplings over its coordinates, unless asked otherwise
+    dense = lambda model: sum(isinstance(m, Coupling) for m in model.modules())  # noqa: E731
+    assert dense(glow) == glow.config.top_transforms == 4
+    assert dense(_flow(large, hidden=(8,), top_transforms=0)) == 0
+    with pytest.raises(ConfigError, match="top_transforms"):
+        _flow(large, top_transforms=-1)
     small = _flow(IMAGE)  # 4x4: an autoregressive spline flow is cheap to invert there
     assert small.config.flow == "nsf"
     assert _flow().config.flow == "nsf"

@@ -205,15 +205,19 @@ def test_large_images_take_the_vp_sde_and_a_patched_unet_by_default():
     assert (model.config.sde, model.config.net) == ("vp", "unet")
     assert isinstance(model.net, UNet) and model.net.patch_size == model.config.patch_size == 2
     assert model.samplers[0] == "pc" and model.config.pc_steps == model.large_image_pc_steps
+    assert model.config.n_corrector == 0  # reverse diffusion alone
     assert model.default_steps == model.default_large_image_steps
     # small images and vectors keep the NCSN ladder, the MLP and 500 PC steps
     small = ScoreModel(ScoreModel.Config(**SMALL), IMAGE)
     assert (small.config.sde, small.config.net) == ("ncsn", "mlp")
     assert isinstance(small.net, NoiseConditionalScoreNet)
-    assert ScoreModel(ScoreModel.Config(sde="ve"), VECTOR).config.pc_steps == 500
+    vector = ScoreModel(ScoreModel.Config(sde="ve"), VECTOR).config
+    assert (vector.pc_steps, vector.n_corrector) == (500, 1)
     # what the user names wins over the size
-    chosen = ScoreModel(ScoreModel.Config(sde="ve", net="mlp", pc_steps=7, **SMALL), LARGE)
-    assert (chosen.config.sde, chosen.config.net, chosen.config.pc_steps) == ("ve", "mlp", 7)
+    chosen = ScoreModel(
+        ScoreModel.Config(sde="ve", net="mlp", pc_steps=7, n_corrector=2, **SMALL), LARGE
+    ).config
+    assert (chosen.sde, chosen.net, chosen.pc_steps, chosen.n_corrector) == ("ve", "mlp", 7, 2)
     with pytest.raises(ConfigError, match="U-Net needs images"):
         ScoreModel(ScoreModel.Config(net="unet"), VECTOR)
     with pytest.raises(ConfigError, match="must divide"):
