@@ -405,11 +405,8 @@ class GAN(GenerativeModel):
             return net(latent).flatten(1) / self.network_scale
 
         if probes is None:
-            tangents = []
-            for i in range(z.shape[1]):
-                tangent = torch.zeros_like(z)
-                tangent[:, i] = 1.0
-                tangents.append(tangent)
+            # the unit directions e_i, each broadcast over the batch (views, not copies)
+            tangents = torch.eye(z.shape[1]).to(z)[:, None].expand(-1, len(z), -1)
         else:
             tangents = [
                 torch.randn(z.shape, generator=generator).to(z) / probes**0.5 for _ in range(probes)
