@@ -304,10 +304,7 @@ class Diffusion(GenerativeModel):
         if self.config.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
         optimizer.step()
-        # warm-up of the average (Tarvainen & Valpola 2017): short runs are not dominated
-        # by the random initial weights
-        self.ema.decay = min(self.config.ema_decay, (1 + step) / (10 + step))
-        self.ema.update(self.network)
+        self.ema.update(self.network, step)
         return {name: value.detach() for name, value in logs.items()}
 
     @torch.no_grad()

@@ -50,8 +50,9 @@ class DiffusionConfig:
             memorises small image sets); on 4,000 28x28 digits over 1,800 steps 0 took FID
             from 169.2 (0.1, 1,400 steps) to 127.6 and samples stayed far from the training
             images (memorisation ratio 1.36).
-        ema_decay: decay of the weight average that samples and bounds are computed with;
-            0 computes them with the raw weights.
+        ema_decay: decay of the weight average that samples and bounds are computed with,
+            warmed up as ``min(decay, (1 + step) / (10 + step))``
+            (:meth:`~probgen.nn.ema.EMA.decay_at`); 0 computes them with the raw weights.
         grad_clip: maximum gradient norm per step, or ``None``.
     """
 

@@ -111,7 +111,8 @@ class ScoreModel(GenerativeModel):
         sigma_max: float | None = None  # None: largest pairwise distance in the first batch
         beta_min: float = 0.1  # VP / sub-VP noise schedule
         beta_max: float = 20.0
-        ema_decay: float = 0.999  # 0 samples with the raw weights
+        # warmed up as min(decay, (1 + step) / (10 + step)); 0 samples with the raw weights
+        ema_decay: float = 0.999
         n_steps_each: int = 10  # annealed Langevin steps per noise level
         step_lr: float = 5e-5  # eps in alpha_i = eps sigma_i^2 / sigma_L^2
         final_denoise: bool = True
@@ -289,7 +290,7 @@ class ScoreModel(GenerativeModel):
     ) -> dict[str, torch.Tensor]:
         logs = super().train_step(batch, optimizers, step)
         if self.ema is not None:
-            self.ema.update(self.net)
+            self.ema.update(self.net, step)
         return logs
 
     # -- the Pyro program and sampling -------------------------------------------------------

@@ -22,3 +22,27 @@ def test_the_average_stays_in_eval_mode_so_dropout_is_off_when_sampling():
     assert net.training and not holder["ema"].module.training
     x = torch.ones(2, 4)
     assert torch.equal(holder["ema"](x), holder["ema"](x))
+
+
+def test_warmed_up_decay_follows_one_plus_step_over_ten_plus_step_up_to_the_decay():
+    ema = EMA(nn.Linear(1, 1), decay=0.999)
+    assert ema.decay_at(0) == 0.1
+    assert ema.decay_at(90) == 91 / 100
+    assert ema.decay_at(10**6) == 0.999
+    assert ema.decay_at(None) == 0.999
+
+
+def test_after_a_short_warmed_up_run_the_average_forgets_the_initial_weights():
+    net = nn.Linear(1, 1, bias=False)
+    plain, warmed = EMA(net, decay=0.999), EMA(net, decay=0.999)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+        plain.module.weight.fill_(1.0)
+        warmed.module.weight.fill_(1.0)
+    for step in range(3000):
+        plain.update(net)
+        warmed.update(net, step)
+    # the plain average keeps 0.999^3000 = 5% of the initial weight; the warmed-up one
+    # keeps the product of (1 + s) / (10 + s) and then 0.999^k, far below it
+    assert abs(plain.module.weight.item() - 0.999**3000) < 1e-4
+    assert warmed.module.weight.item() < 1e-6
