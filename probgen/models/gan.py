@@ -109,8 +109,9 @@ class GAN(GenerativeModel):
             lr_d_scale: discriminator learning rate as a multiple of ``lr`` (TTUR: > g's).
             beta1: Adam's first beta; ``None`` means 0 for ``wgan-gp``, 0.5 otherwise.
             beta2: Adam's second beta; ``None`` means 0.9 for ``wgan-gp``, 0.999 otherwise.
-            ema_decay: decay of the generator's weight average used to sample; 0 samples with
-                the raw generator.
+            ema_decay: decay of the generator's weight average used to sample, warmed up as
+                ``min(decay, (1 + k) / (10 + k))`` over the generator's updates ``k``
+                (:meth:`~probgen.nn.ema.EMA.decay_at`); 0 samples with the raw generator.
             data_scale: for vector data, the networks work in model space times this factor
                 ``s``: ``D`` reads ``s x`` and samples are ``G(z) / s``. Standardised toys are
                 small in model space (a grid mode is ~0.018 wide); ``s`` restores the scale the
@@ -325,7 +326,7 @@ class GAN(GenerativeModel):
             loss_g.backward()
             opt_g.step()
             if self.generator_ema is not None:
-                self.generator_ema.update(self.generator)
+                self.generator_ema.update(self.generator, step // self.config.n_critic)
         else:
             loss_g = self.game.generator(fake_logits)
 

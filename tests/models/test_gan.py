@@ -100,15 +100,16 @@ def test_n_critic_steps_the_generator_every_nth_call():
     assert changed(gan.generator, g0)
 
 
-def test_ema_tracks_the_generator_after_each_generator_step():
+@pytest.mark.parametrize(("step", "decay"), [(0, 0.1), (100, 0.75)])
+def test_ema_tracks_the_generator_with_the_warmed_up_decay(step, decay):
     gan = small_gan(ema_decay=0.75)
     optimizers = gan.configure_optimizers(1e-2)
     before = snapshot(gan.generator_ema.module)
-    gan.train_step(Batch(torch.randn(16, 2)), optimizers, step=0)
+    gan.train_step(Batch(torch.randn(16, 2)), optimizers, step=step)
     for ema, old, new in zip(
         gan.generator_ema.module.parameters(), before, gan.generator.parameters()
     ):
-        torch.testing.assert_close(ema, 0.75 * old + 0.25 * new.detach())
+        torch.testing.assert_close(ema, decay * old + (1 - decay) * new.detach())
 
 
 def test_train_step_drops_the_remainder_that_does_not_pack():
