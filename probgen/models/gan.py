@@ -361,11 +361,11 @@ class GAN(GenerativeModel):
         c = self.config.jacobian_truncation
         if c is None or n == 0:
             return self.model(num_samples=n, averaged=averaged)
-        image = self.data_info.kind == "image"
-        probes = self.image_stretch_probes if image else None
+        probes, size = self.stretch_estimate.get(
+            self.data_info.kind, self.stretch_estimate["vector"]
+        )
         # the threshold from a fixed set of latent points: deterministic for given weights
         seeded = torch.Generator().manual_seed(0)
-        size = self.image_stretch_reference_size if image else self.stretch_reference_size
         reference = torch.randn(size, self.config.latent_dim, generator=seeded).to(self.device)
         threshold = c * self.latent_stretch(reference, averaged, probes, seeded).median()
         kept, count = [], 0
@@ -380,11 +380,13 @@ class GAN(GenerativeModel):
             count += len(x)
         return torch.cat(kept)
 
-    stretch_reference_size = 4096
-    # images: 8 random directions estimate the stretch (64 exact ones would cost 64 passes
-    # of G per draw), and 1,024 reference points set the threshold
-    image_stretch_probes = 8
-    image_stretch_reference_size = 1024
+    # how the truncation measures the stretch, per kind of data: (random directions, or None
+    # for every exact one; latent points whose median sets the threshold). Images take 8
+    # random directions (64 exact ones would cost 64 passes of G per draw) and 1,024 points
+    stretch_estimate: ClassVar[dict[str, tuple[int | None, int]]] = {
+        "vector": (None, 4096),
+        "image": (8, 1024),
+    }
 
     @torch.no_grad()
     def latent_stretch(

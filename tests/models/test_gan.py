@@ -322,7 +322,7 @@ def test_images_truncate_at_their_own_multiple_of_the_median_stretch():
     assert gan.config.jacobian_truncation == GAN.default_jacobian_truncation["image"]
     assert small_gan().config.jacobian_truncation == GAN.default_jacobian_truncation["vector"]
     gan.generator = ImageBridge()
-    gan.image_stretch_reference_size = 256
+    gan.stretch_estimate = {**GAN.stretch_estimate, "image": (8, 256)}
     torch.manual_seed(0)
     x = gan.generate(1000)
     assert x.shape == (1000, 1, 8, 8)
