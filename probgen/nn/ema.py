@@ -30,12 +30,15 @@ class EMA(nn.Module):
         return self
 
     def decay_at(self, step: int | None) -> float:
-        """The decay used at training ``step``: ``min(d, (1 + step) / (10 + step))``, the
-        warm-up of Tarvainen & Valpola 2017, or ``d`` itself when ``step`` is None.
+        """The decay used at training ``step``: ``min(d, (1 + step) / (10 + step))``, or ``d``
+        itself when ``step`` is None.
 
-        Without the warm-up the average of a short run still carries ``d^steps`` of the
-        random initial weights (5% after 3,000 steps at ``d = 0.999``); with it the weight
-        on step ``s`` is close to uniform early on and the window grows towards ``1 / (1 - d)``.
+        The ramp is TensorFlow's ``ExponentialMovingAverage(num_updates=step)``; Tarvainen &
+        Valpola 2017 ramp the same way with ``1 - 1 / (step + 1)``. Without it the average of a
+        short run still carries ``d^steps`` of the random initial weights (5% after 3,000
+        steps at ``d = 0.999``); with it, after ``t`` updates, update ``s`` weighs about
+        ``9 (s + 6)^8 / (t + 6)^9``, an average over roughly the last tenth of the run, until
+        that window reaches ``1 / (1 - d)`` (at ``t`` near ``9 / (1 - d)``).
         """
         if step is None:
             return self.decay

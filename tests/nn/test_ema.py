@@ -42,7 +42,7 @@ def test_after_a_short_warmed_up_run_the_average_forgets_the_initial_weights():
     for step in range(3000):
         plain.update(net)
         warmed.update(net, step)
-    # the plain average keeps 0.999^3000 = 5% of the initial weight; the warmed-up one
-    # keeps the product of (1 + s) / (10 + s) and then 0.999^k, far below it
+    # the plain average keeps 0.999^3000 = 5% of the initial weight; the warmed-up one keeps
+    # the product of (1 + s) / (10 + s) over s < 3000 (the ramp is still below 0.999), ~1e-26
     assert abs(plain.module.weight.item() - 0.999**3000) < 1e-4
     assert warmed.module.weight.item() < 1e-6
